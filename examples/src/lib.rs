@@ -1,0 +1,1 @@
+//! Library part of the examples crate: nothing; see the `examples/` targets.
