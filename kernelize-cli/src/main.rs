@@ -1,1 +1,121 @@
-fn main() {}
+//! The `kernelize` command line.
+//!
+//! Exit codes: 0 success, 1 the work failed, 2 bad usage, bad config or invalid input.
+//! Errors go to stderr, one line per cause.
+
+mod commands;
+mod input;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kernelize::{Error, ErrorKind};
+
+/// Kernelize: run integration plugins from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "kernelize", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect and resolve plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Execute one action of a plugin.
+    Exec(commands::ExecArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the plugins compiled in and installed.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one plugin: metadata, permissions, config schema and actions.
+    Info {
+        /// The plugin's id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve plugins and their dependencies to versions, without activating anything.
+    Resolve(commands::ResolveArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are successes; everything else clap reports is bad usage.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugins(PluginsCommand::List { json }) => commands::plugins_list(json),
+            Command::Plugins(PluginsCommand::Info { id, json }) => commands::plugins_info(&id, json),
+            Command::Plugins(PluginsCommand::Resolve(args)) => commands::plugins_resolve(args),
+            Command::Exec(args) => commands::exec(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Logs go to stderr; `KERNELIZE_LOG` sets the filter (default: warnings, and notifier
+/// messages at info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KERNELIZE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kernelize::notify=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn report(err: &Error) {
+    let mut lines = err.chain().into_iter();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in lines {
+        eprintln!("caused by: {cause}");
+    }
+}
+
+/// 2 for what the user can fix in the command, its config or its input; 1 otherwise.
+fn exit_code(err: &Error) -> u8 {
+    match err.kind() {
+        ErrorKind::InvalidInput
+        | ErrorKind::ConfigInvalid
+        | ErrorKind::NotFound
+        | ErrorKind::Unsupported
+        | ErrorKind::PermissionDenied
+        | ErrorKind::Dependency
+        | ErrorKind::CorruptData => 2,
+        _ => 1,
+    }
+}

@@ -6,6 +6,7 @@ pub mod builtins;
 
 pub mod config;
 pub mod error;
+pub mod manager;
 
 pub mod payload;
 pub mod permissions;
@@ -17,6 +18,7 @@ pub use audit::{AuditEvent, AuditSink, Outcome};
 pub use config::{Limits, PluginConfig, ResolvedConfig, SecretStore, WhenBusy};
 pub use error::{Error, ErrorKind, Result};
 
+pub use manager::{CallOptions, InstalledPlugin, PluginHealth, PluginManager};
 pub use payload::{Blob, Payload, Records};
 pub use permissions::{Permission, PermissionGuard};
 pub use registry::{PluginFactory, Registry, Resolution};

@@ -453,9 +453,17 @@ impl Solver<'_> {
             .join(", ");
         let constraints: Vec<&Constraint> = state.constraints_on(id).collect();
         let installed = self.registry.plugins.get(id);
-        // Find two requirements that no installed version satisfies together.
+        // Find two requirements that no installed version satisfies together, preferring
+        // two that come from dependencies: their chains explain more than a bare request.
+        let mut pairs: Vec<(&Constraint, &Constraint)> = Vec::new();
         for (i, a) in constraints.iter().enumerate() {
             for b in &constraints[..i] {
+                pairs.push((a, b));
+            }
+        }
+        pairs.sort_by_key(|(a, b)| a.parent.is_none() as u8 + b.parent.is_none() as u8);
+        {
+            for (a, b) in pairs {
                 let together = installed
                     .map(|vs| vs.keys().any(|v| a.req.matches(v) && b.req.matches(v)))
                     .unwrap_or(false);
