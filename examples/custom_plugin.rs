@@ -54,10 +54,15 @@ static ROUTER: LazyLock<ActionRouter<Greeter>> =
 #[async_trait]
 impl Plugin for Greeter {
     fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new("greeter", "Greeter", Version::new(1, 0, 0), Category::DataProcessor)
-            .description("Greets people.")
-            .config_type::<Settings>()
-            .actions(ROUTER.descriptors())
+        PluginMetadata::new(
+            "greeter",
+            "Greeter",
+            Version::new(1, 0, 0),
+            Category::DataProcessor,
+        )
+        .description("Greets people.")
+        .config_type::<Settings>()
+        .actions(ROUTER.descriptors())
     }
 
     async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
@@ -72,7 +77,12 @@ impl Plugin for Greeter {
 
 #[async_trait]
 impl Handler<Greet> for Greeter {
-    async fn handle(&self, _ctx: ActionContext, config: GreetConfig, _input: ()) -> Result<Greeting> {
+    async fn handle(
+        &self,
+        _ctx: ActionContext,
+        config: GreetConfig,
+        _input: (),
+    ) -> Result<Greeting> {
         Ok(Greeting {
             text: format!("{}, {}!", self.salutation, config.name),
         })
@@ -83,18 +93,29 @@ impl Handler<Greet> for Greeter {
 async fn main() -> Result<()> {
     let manager = PluginManager::new();
     manager.install(PluginFactory::new(|| Box::new(Greeter::default())))?;
-    manager.configure("greeter", PluginConfig::with_settings(json!({"salutation": "Hello"})));
+    manager.configure(
+        "greeter",
+        PluginConfig::with_settings(json!({"salutation": "Hello"})),
+    );
     manager.activate("greeter").await?;
 
     // Typed: the compiler checks the config, input and output types.
     let typed = manager
-        .call_typed::<Greet>("greeter", GreetConfig { name: "Ada".into() }, (), Default::default())
+        .call_typed::<Greet>(
+            "greeter",
+            GreetConfig { name: "Ada".into() },
+            (),
+            Default::default(),
+        )
         .await?;
     println!("{}", typed.text);
 
     // Dynamic: the same handler, by name, as a workflow or the CLI would call it.
     let dynamic = manager
-        .call("greeter", Call::new("greet", Payload::Empty).with_config(json!({"name": "Grace"})))
+        .call(
+            "greeter",
+            Call::new("greet", Payload::Empty).with_config(json!({"name": "Grace"})),
+        )
         .await?;
     println!("{}", dynamic.into_json()?["text"]);
 

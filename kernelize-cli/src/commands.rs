@@ -10,7 +10,9 @@ use kernelize::{
 use serde_json::{Value, json};
 
 use crate::input::{read_input, read_json_arg};
-use crate::output::{print_payload, print_table, write_payload};
+use std::fmt::Write as _;
+
+use crate::output::{emit, print_payload, print_table, write_payload};
 
 /// Arguments of `kernelize exec`.
 #[derive(Debug, Args)]
@@ -81,8 +83,7 @@ pub(crate) fn plugins_list(json: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
-        return Ok(());
+        return emit(format!("{}\n", serde_json::to_string_pretty(&items)?).as_bytes());
     }
     let rows: Vec<Vec<String>> = installed
         .iter()
@@ -92,7 +93,11 @@ pub(crate) fn plugins_list(json: bool) -> Result<()> {
                 m.id.clone(),
                 m.version.to_string(),
                 m.category.to_string(),
-                m.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+                m.actions
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ]
         })
         .collect();
@@ -102,33 +107,41 @@ pub(crate) fn plugins_list(json: bool) -> Result<()> {
 pub(crate) fn plugins_info(id: &str, json: bool) -> Result<()> {
     let m = manager()?.metadata(id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
-        return Ok(());
+        return emit(format!("{}\n", serde_json::to_string_pretty(&m)?).as_bytes());
     }
-    println!("{} ({}) {}", m.id, m.name, m.version);
-    println!("category: {}", m.category);
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({}) {}", m.id, m.name, m.version);
+    let _ = writeln!(out, "category: {}", m.category);
     if !m.description.is_empty() {
-        println!("description: {}", m.description);
+        let _ = writeln!(out, "description: {}", m.description);
     }
     if !m.author.is_empty() {
-        println!("author: {}", m.author);
+        let _ = writeln!(out, "author: {}", m.author);
     }
     if !m.dependencies.is_empty() {
         let deps: Vec<String> = m.dependencies.iter().map(|d| d.to_string()).collect();
-        println!("dependencies: {}", deps.join(", "));
+        let _ = writeln!(out, "dependencies: {}", deps.join(", "));
     }
     if !m.permissions.is_empty() {
         let perms: Vec<String> = m.permissions.iter().map(|p| p.to_string()).collect();
-        println!("permissions: {}", perms.join(", "));
+        let _ = writeln!(out, "permissions: {}", perms.join(", "));
     }
-    println!("settings schema: {}", serde_json::to_string(&m.config_schema)?);
-    println!("actions:");
+    let _ = writeln!(
+        out,
+        "settings schema: {}",
+        serde_json::to_string(&m.config_schema)?
+    );
+    let _ = writeln!(out, "actions:");
     for a in &m.actions {
-        println!("  {} — {}", a.name, a.description);
-        println!("    input: {}, output: {}", a.input.kind, a.output.kind);
-        println!("    config: {}", serde_json::to_string(&a.config)?);
+        let _ = writeln!(out, "  {} — {}", a.name, a.description);
+        let _ = writeln!(
+            out,
+            "    input: {}, output: {}",
+            a.input.kind, a.output.kind
+        );
+        let _ = writeln!(out, "    config: {}", serde_json::to_string(&a.config)?);
     }
-    Ok(())
+    emit(out.as_bytes())
 }
 
 pub(crate) async fn exec(args: ExecArgs) -> Result<()> {
@@ -146,7 +159,10 @@ pub(crate) async fn exec(args: ExecArgs) -> Result<()> {
     let plugin_config = match &args.plugin_config {
         Some(c) => serde_json::from_value::<PluginConfig>(read_json_arg("--plugin-config", c)?)
             .map_err(|e| {
-                Error::new(ErrorKind::ConfigInvalid, format!("invalid --plugin-config: {e}"))
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("invalid --plugin-config: {e}"),
+                )
             })?,
         None => default_plugin_config(&metadata)?,
     };
@@ -229,10 +245,10 @@ pub(crate) fn plugins_resolve(args: ResolveArgs) -> Result<()> {
             .iter()
             .map(|(id, v)| (id.clone(), Value::String(v.to_string())))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"versions": versions, "order": resolution.order}))?
-        );
+        let text = serde_json::to_string_pretty(
+            &json!({"versions": versions, "order": resolution.order}),
+        )?;
+        emit(format!("{text}\n").as_bytes())?;
     } else {
         let rows: Vec<Vec<String>> = resolution
             .order
@@ -240,8 +256,16 @@ pub(crate) fn plugins_resolve(args: ResolveArgs) -> Result<()> {
             .map(|id| {
                 vec![
                     id.clone(),
-                    resolution.versions.get(id).map(|v| v.to_string()).unwrap_or_default(),
-                    resolution.dependencies.get(id).map(|d| d.join(", ")).unwrap_or_default(),
+                    resolution
+                        .versions
+                        .get(id)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    resolution
+                        .dependencies
+                        .get(id)
+                        .map(|d| d.join(", "))
+                        .unwrap_or_default(),
                 ]
             })
             .collect();
@@ -263,14 +287,20 @@ impl kernelize::Plugin for Declared {
     async fn initialize(&mut self, _ctx: InitContext) -> Result<()> {
         Err(Error::new(
             ErrorKind::Unsupported,
-            format!("{} is only declared in a manifest; it has no implementation", self.0.label()),
+            format!(
+                "{} is only declared in a manifest; it has no implementation",
+                self.0.label()
+            ),
         ))
     }
 
     async fn execute(&self, _call: Call) -> Result<kernelize::Payload> {
         Err(Error::new(
             ErrorKind::Unsupported,
-            format!("{} is only declared in a manifest; it has no implementation", self.0.label()),
+            format!(
+                "{} is only declared in a manifest; it has no implementation",
+                self.0.label()
+            ),
         ))
     }
 }

@@ -64,10 +64,14 @@ pub(crate) fn format_of(path: &Path) -> Result<String> {
 
 fn parse_bytes(data: Vec<u8>, format: &str, origin: &str) -> Result<Payload> {
     let payload = match format {
-        "json" => serde_json::from_slice::<Value>(&data).map(Payload::Json).map_err(Error::from),
+        "json" => serde_json::from_slice::<Value>(&data)
+            .map(Payload::Json)
+            .map_err(Error::from),
         "csv" => Records::from_csv(&data[..], &CsvOptions::default()).map(Payload::Records),
         "ndjson" => Records::from_ndjson(&data[..]).map(Payload::Records),
-        "parquet" => Payload::bytes(data, MEDIA_PARQUET).into_records().map(Payload::Records),
+        "parquet" => Payload::bytes(data, MEDIA_PARQUET)
+            .into_records()
+            .map(Payload::Records),
         other => Err(Error::new(
             ErrorKind::InvalidInput,
             format!("unknown input format `{other}`; known formats: {KNOWN_FORMATS}"),
@@ -79,7 +83,8 @@ fn parse_bytes(data: Vec<u8>, format: &str, origin: &str) -> Result<Payload> {
 /// Reads a JSON value given inline or as a file (for `--config` and `--plugin-config`).
 pub(crate) fn read_json_arg(flag: &str, value: &str) -> Result<Value> {
     if looks_like_json(value) {
-        return serde_json::from_str(value).map_err(|e| Error::from(e).with_context("option", flag));
+        return serde_json::from_str(value)
+            .map_err(|e| Error::from(e).with_context("option", flag));
     }
     let path = Path::new(value);
     if path.is_file() {
@@ -99,6 +104,11 @@ pub(crate) fn read_json_arg(flag: &str, value: &str) -> Result<Value> {
 
 fn looks_like_json(value: &str) -> bool {
     let t = value.trim_start();
-    t.starts_with('{') || t.starts_with('[') || t.starts_with('"') || t == "null"
-        || t == "true" || t == "false" || t.parse::<f64>().is_ok()
+    t.starts_with('{')
+        || t.starts_with('[')
+        || t.starts_with('"')
+        || t == "null"
+        || t == "true"
+        || t == "false"
+        || t.parse::<f64>().is_ok()
 }

@@ -60,7 +60,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -70,7 +73,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Plugins(PluginsCommand::List { json }) => commands::plugins_list(json),
-            Command::Plugins(PluginsCommand::Info { id, json }) => commands::plugins_info(&id, json),
+            Command::Plugins(PluginsCommand::Info { id, json }) => {
+                commands::plugins_info(&id, json)
+            }
             Command::Plugins(PluginsCommand::Resolve(args)) => commands::plugins_resolve(args),
             Command::Exec(args) => commands::exec(args).await,
         }
@@ -84,11 +89,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `KERNELIZE_LOG` sets the filter (default: warnings, and notifier
+/// Logs go to stderr; `KERNELIZE_LOG` sets the filter (default: errors only, and notifier
 /// messages at info).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KERNELIZE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kernelize::notify=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,kernelize::notify=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,18 +10,17 @@ use crate::input::format_of;
 /// Prints a payload on stdout: JSON as JSON; records as a JSON array of rows with `--json`,
 /// as CSV otherwise; bytes as they are.
 pub(crate) fn print_payload(payload: Payload, json: bool) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Vec::new();
     match payload {
         Payload::Empty => {
             if json {
-                writeln!(out, "null")?;
+                out.extend_from_slice(b"null\n");
             }
         }
-        Payload::Json(v) => print_json(&mut out, &v)?,
+        Payload::Json(v) => render_json(&mut out, &v)?,
         Payload::Records(r) => {
             if json {
-                print_json(&mut out, &serde_json::Value::Array(r.to_json_rows()?))?;
+                render_json(&mut out, &serde_json::Value::Array(r.to_json_rows()?))?;
             } else {
                 r.to_csv(&mut out)?;
             }
@@ -37,17 +36,28 @@ pub(crate) fn print_payload(payload: Payload, json: bool) -> Result<()> {
                     ),
                 ));
             }
-            out.write_all(&blob.data)?;
+            out.extend_from_slice(&blob.data);
         }
     }
-    out.flush()?;
+    emit(&out)
+}
+
+fn render_json(out: &mut Vec<u8>, value: &serde_json::Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.push(b'\n');
     Ok(())
 }
 
-fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
-    Ok(())
+/// Writes to stdout. A reader that went away (`| head`) is not an error: the output was
+/// wanted only that far.
+pub(crate) fn emit(bytes: &[u8]) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::from(e).with_context("output", "stdout")),
+    }
 }
 
 /// Writes a payload to a file, in the format its extension names.
@@ -80,8 +90,7 @@ pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> 
             }
         }
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Vec::new();
     let line = |cells: Vec<&str>| -> String {
         cells
             .iter()
@@ -96,5 +105,5 @@ pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> 
     for row in rows {
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
-    Ok(())
+    emit(&out)
 }

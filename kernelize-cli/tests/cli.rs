@@ -1,12 +1,17 @@
 //! The built `kernelize` binary: exit codes, error lines and JSON output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn kernelize(args: &[&str]) -> Output {
@@ -33,7 +38,12 @@ fn stderr(o: &Output) -> String {
 /// Asserts a failure with `code` and a single-line cause on stderr containing `needle`.
 fn assert_fails(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}\nstdout: {}", stdout(o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stderr: {err}\nstdout: {}",
+        stdout(o)
+    );
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.lines().next().unwrap().contains(needle), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -48,7 +58,10 @@ fn json_stdout(o: &Output) -> Value {
 fn version_prints_the_package_version() {
     let o = kernelize(&["--version"]);
     assert!(o.status.success());
-    assert_eq!(stdout(&o).trim(), format!("kernelize {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("kernelize {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -56,17 +69,34 @@ fn plugins_list_json_has_the_builtins_with_their_fields() {
     let list = json_stdout(&kernelize(&["plugins", "list", "--json"]));
     let items = list.as_array().unwrap();
     for id in ["data-transformer", "file", "log-notifier"] {
-        let p = items.iter().find(|p| p["id"] == id).unwrap_or_else(|| panic!("{id} missing"));
+        let p = items
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing"));
         for field in ["id", "name", "version", "category", "actions"] {
             assert!(!p[field].is_null(), "{id} lacks {field}");
         }
         assert!(!p["actions"].as_array().unwrap().is_empty());
     }
-    let transformer = items.iter().find(|p| p["id"] == "data-transformer").unwrap();
+    let transformer = items
+        .iter()
+        .find(|p| p["id"] == "data-transformer")
+        .unwrap();
     assert_eq!(transformer["category"], "data_processor");
-    let actions: Vec<&str> =
-        transformer["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    for a in ["select", "rename", "cast", "fill_defaults", "validate", "normalize"] {
+    let actions: Vec<&str> = transformer["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for a in [
+        "select",
+        "rename",
+        "cast",
+        "fill_defaults",
+        "validate",
+        "normalize",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 }
@@ -77,7 +107,10 @@ fn plugins_list_prints_a_table() {
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(out.starts_with("ID"), "{out}");
-    assert!(out.contains("log-notifier") && out.contains("send_message"), "{out}");
+    assert!(
+        out.contains("log-notifier") && out.contains("send_message"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -92,7 +125,11 @@ fn plugins_info_json_describes_actions_and_schemas() {
 fn unknown_plugin_exits_2_and_names_the_known_ones() {
     let o = kernelize(&["plugins", "info", "snowflake"]);
     assert_fails(&o, 2, "unknown plugin `snowflake`");
-    assert!(stderr(&o).contains("data-transformer, file, log-notifier"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("data-transformer, file, log-notifier"),
+        "{}",
+        stderr(&o)
+    );
     let o = kernelize(&["exec", "nope", "run"]);
     assert_fails(&o, 2, "unknown plugin `nope`");
 }
@@ -105,7 +142,13 @@ fn unknown_action_exits_2_and_names_the_known_ones() {
 
 #[test]
 fn bad_json_input_exits_2_with_one_line() {
-    let o = kernelize(&["exec", "log-notifier", "send_message", "--input", "{\"text\": "]);
+    let o = kernelize(&[
+        "exec",
+        "log-notifier",
+        "send_message",
+        "--input",
+        "{\"text\": ",
+    ]);
     assert_fails(&o, 2, "invalid JSON");
 }
 
@@ -120,17 +163,25 @@ fn bad_usage_exits_2() {
 #[test]
 fn csv_with_a_broken_row_exits_2_naming_line_and_column() {
     let o = kernelize(&[
-        "exec", "data-transformer", "select",
-        "--config", r#"{"columns": ["order_id"]}"#,
-        "--input", "examples/data/sales_broken.csv",
+        "exec",
+        "data-transformer",
+        "select",
+        "--config",
+        r#"{"columns": ["order_id"]}"#,
+        "--input",
+        "examples/data/sales_broken.csv",
     ]);
     // The broken value makes the inferred type of `amount` a string, so selecting works;
     // casting it is what fails, naming the row and column.
     assert!(o.status.success(), "{}", stderr(&o));
     let o = kernelize(&[
-        "exec", "data-transformer", "cast",
-        "--config", r#"{"columns": {"amount": "float64"}}"#,
-        "--input", "examples/data/sales_broken.csv",
+        "exec",
+        "data-transformer",
+        "cast",
+        "--config",
+        r#"{"columns": {"amount": "float64"}}"#,
+        "--input",
+        "examples/data/sales_broken.csv",
     ]);
     assert_fails(&o, 2, "amount");
     assert!(stderr(&o).contains("row 3"), "{}", stderr(&o));
@@ -142,9 +193,13 @@ fn csv_with_a_ragged_row_exits_2_naming_the_line() {
     let path = dir.path().join("ragged.csv");
     std::fs::write(&path, "a,b\n1,2\n3,4,5\n").unwrap();
     let o = kernelize(&[
-        "exec", "data-transformer", "select",
-        "--config", r#"{"columns": ["a"]}"#,
-        "--input", path.to_str().unwrap(),
+        "exec",
+        "data-transformer",
+        "select",
+        "--config",
+        r#"{"columns": ["a"]}"#,
+        "--input",
+        path.to_str().unwrap(),
     ]);
     assert_fails(&o, 2, "line 3");
 }
@@ -152,9 +207,13 @@ fn csv_with_a_ragged_row_exits_2_naming_the_line() {
 #[test]
 fn exec_transforms_the_sample_file_to_json_rows() {
     let rows = json_stdout(&kernelize(&[
-        "exec", "data-transformer", "normalize",
-        "--input", "examples/data/sales.csv",
-        "--config", r#"{"lowercase": ["region", "currency"], "timestamps": {"updated_at": null}}"#,
+        "exec",
+        "data-transformer",
+        "normalize",
+        "--input",
+        "examples/data/sales.csv",
+        "--config",
+        r#"{"lowercase": ["region", "currency"], "timestamps": {"updated_at": null}}"#,
         "--json",
     ]));
     let rows = rows.as_array().unwrap();
@@ -163,15 +222,26 @@ fn exec_transforms_the_sample_file_to_json_rows() {
     assert_eq!(rows[1]["currency"], "eur");
     assert_eq!(rows[3]["customer"], "Umbrella");
     // 17:30 at +01:00 is 16:30 UTC.
-    assert!(rows[3]["updated_at"].as_str().unwrap().starts_with("2026-11-03T16:30:00"), "{}", rows[3]);
+    assert!(
+        rows[3]["updated_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-03T16:30:00"),
+        "{}",
+        rows[3]
+    );
 }
 
 #[test]
 fn exec_reads_inline_json_rows_as_records() {
     let rows = json_stdout(&kernelize(&[
-        "exec", "data-transformer", "rename",
-        "--config", r#"{"columns": {"a": "b"}}"#,
-        "--input", r#"[{"a": 1}, {"a": 2}]"#,
+        "exec",
+        "data-transformer",
+        "rename",
+        "--config",
+        r#"{"columns": {"a": "b"}}"#,
+        "--input",
+        r#"[{"a": 1}, {"a": 2}]"#,
         "--json",
     ]));
     assert_eq!(rows, serde_json::json!([{"b": 1}, {"b": 2}]));
@@ -183,14 +253,22 @@ fn file_plugin_reads_inside_the_current_directory_only() {
     std::fs::write(dir.path().join("in.csv"), "x,y\n1,a\n2,b\n").unwrap();
     let rows = json_stdout(&kernelize_in(
         dir.path(),
-        &["exec", "file", "read", "--config", r#"{"path": "in.csv"}"#, "--json"],
+        &[
+            "exec",
+            "file",
+            "read",
+            "--config",
+            r#"{"path": "in.csv"}"#,
+            "--json",
+        ],
     ));
     assert_eq!(rows.as_array().unwrap().len(), 2);
 
-    let o = kernelize_in(
-        dir.path(),
-        &["exec", "file", "read", "--config", r#"{"path": "/etc/hostname"}"#],
-    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("out.csv");
+    std::fs::write(&outside, "x\n1\n").unwrap();
+    let config = serde_json::json!({ "path": outside }).to_string();
+    let o = kernelize_in(dir.path(), &["exec", "file", "read", "--config", &config]);
     assert_fails(&o, 2, "permission denied");
 }
 
@@ -199,15 +277,23 @@ fn exec_writes_output_files_by_extension() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.ndjson");
     let o = kernelize(&[
-        "exec", "data-transformer", "select",
-        "--config", r#"{"columns": ["order_id", "amount"]}"#,
-        "--input", "examples/data/sales.csv",
-        "--output", out.to_str().unwrap(),
+        "exec",
+        "data-transformer",
+        "select",
+        "--config",
+        r#"{"columns": ["order_id", "amount"]}"#,
+        "--input",
+        "examples/data/sales.csv",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 6);
-    assert!(text.lines().next().unwrap().contains("\"order_id\":1001"), "{text}");
+    assert!(
+        text.lines().next().unwrap().contains("\"order_id\":1001"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -223,7 +309,13 @@ fn resolve_reports_a_dependency_cycle_with_exit_2() {
     };
     let plugins = serde_json::json!([plugin("a", "b"), plugin("b", "c"), plugin("c", "a")]);
     std::fs::write(&manifest, plugins.to_string()).unwrap();
-    let o = kernelize(&["plugins", "resolve", "a", "--manifest", manifest.to_str().unwrap()]);
+    let o = kernelize(&[
+        "plugins",
+        "resolve",
+        "a",
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]);
     assert_fails(&o, 2, "dependency cycle: a 1.0.0 -> b ^1 -> c ^1 -> a ^1");
 }
 
@@ -238,18 +330,30 @@ fn resolve_prints_versions_in_activation_order() {
     }]);
     std::fs::write(&manifest, plugins.to_string()).unwrap();
     let out = json_stdout(&kernelize(&[
-        "plugins", "resolve", "sales-sync", "--manifest", manifest.to_str().unwrap(), "--json",
+        "plugins",
+        "resolve",
+        "sales-sync",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--json",
     ]));
     assert_eq!(out["versions"]["sales-sync"], "2.1.0");
-    assert_eq!(out["order"].as_array().unwrap().last().unwrap(), "sales-sync");
+    assert_eq!(
+        out["order"].as_array().unwrap().last().unwrap(),
+        "sales-sync"
+    );
 }
 
 #[test]
 fn log_notifier_send_message_prints_what_it_sent() {
     let out = json_stdout(&kernelize(&[
-        "exec", "log-notifier", "send_message",
-        "--config", r##"{"channel": "#data-pipeline"}"##,
-        "--input", r#"{"text": "sync finished"}"#,
+        "exec",
+        "log-notifier",
+        "send_message",
+        "--config",
+        r##"{"channel": "#data-pipeline"}"##,
+        "--input",
+        r#"{"text": "sync finished"}"#,
         "--json",
     ]));
     assert_eq!(out["text"], "sync finished");

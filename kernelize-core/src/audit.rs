@@ -224,7 +224,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let sink = JsonLinesAuditSink::open(&path).unwrap();
-        sink.record(&AuditEvent::new("host", "plugin.install", "file 0.1.0", Outcome::Success));
+        sink.record(&AuditEvent::new(
+            "host",
+            "plugin.install",
+            "file 0.1.0",
+            Outcome::Success,
+        ));
         sink.record(
             &AuditEvent::new("file", "permission.deny", "file-read:/etc", Outcome::Denied)
                 .with_detail("not granted"),

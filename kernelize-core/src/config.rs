@@ -289,7 +289,9 @@ impl Redactor {
     pub fn redact_value(&self, value: &Value) -> Value {
         match value {
             Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_value(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_value(v)).collect())
+            }
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| (k.clone(), self.redact_value(v)))
@@ -411,7 +413,11 @@ impl ResolvedConfig {
             .iter_errors(&self.settings)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "/".to_string() } else { path };
+                let at = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
                 self.redactor.redact(&format!("at {at}: {e}"))
             })
             .collect();
@@ -552,7 +558,10 @@ mod tests {
             &MapSecretStore::new(),
         )
         .unwrap();
-        assert_eq!(cfg.settings()["q"], "${steps.extract.output} and ${params.x}");
+        assert_eq!(
+            cfg.settings()["q"],
+            "${steps.extract.output} and ${params.x}"
+        );
     }
 
     #[test]
@@ -577,9 +586,10 @@ mod tests {
 
     #[test]
     fn limits_read_human_durations() {
-        let limits: Limits =
-            serde_json::from_value(json!({"max_concurrent": 10, "call_timeout": "1s 500ms", "max_wait": 2}))
-                .unwrap();
+        let limits: Limits = serde_json::from_value(
+            json!({"max_concurrent": 10, "call_timeout": "1s 500ms", "max_wait": 2}),
+        )
+        .unwrap();
         assert_eq!(limits.max_concurrent, Some(10));
         assert_eq!(limits.call_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(limits.max_wait, Some(Duration::from_secs(2)));

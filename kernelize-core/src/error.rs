@@ -290,6 +290,12 @@ impl std::error::Error for Error {
 
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
+        if err.is_io() {
+            return Error::new(
+                ErrorKind::Unexpected,
+                format!("cannot read or write JSON: {err}"),
+            );
+        }
         Error::new(ErrorKind::InvalidInput, format!("invalid JSON: {err}"))
             .with_context("line", err.line())
             .with_context("column", err.column())
@@ -332,8 +338,16 @@ mod tests {
     fn temporary_defaults_by_kind_and_builders_override() {
         assert!(Error::new(ErrorKind::Timeout, "t").is_temporary());
         assert!(!Error::new(ErrorKind::InvalidInput, "i").is_temporary());
-        assert!(!Error::new(ErrorKind::Remote, "r").set_permanent().is_temporary());
-        assert!(Error::new(ErrorKind::NotFound, "n").set_temporary().is_temporary());
+        assert!(
+            !Error::new(ErrorKind::Remote, "r")
+                .set_permanent()
+                .is_temporary()
+        );
+        assert!(
+            Error::new(ErrorKind::NotFound, "n")
+                .set_temporary()
+                .is_temporary()
+        );
     }
 
     #[test]
@@ -348,7 +362,10 @@ mod tests {
     fn chain_lists_causes() {
         let io = std::io::Error::other("disk on fire");
         let err = Error::new(ErrorKind::Unexpected, "could not save").set_source(io);
-        assert_eq!(err.chain(), vec!["unexpected error: could not save", "disk on fire"]);
+        assert_eq!(
+            err.chain(),
+            vec!["unexpected error: could not save", "disk on fire"]
+        );
         assert_eq!(err.to_json()["causes"][0], "disk on fire");
     }
 }

@@ -258,7 +258,13 @@ impl PluginManager {
         }
     }
 
-    fn audit(&self, action: &str, target: impl Into<String>, outcome: Outcome, detail: Option<String>) {
+    fn audit(
+        &self,
+        action: &str,
+        target: impl Into<String>,
+        outcome: Outcome,
+        detail: Option<String>,
+    ) {
         let mut event = AuditEvent::new(&self.inner.actor, action, target, outcome);
         event.detail = detail;
         self.inner.audit.record(&event);
@@ -272,7 +278,12 @@ impl PluginManager {
         let result = self.registry_write().register(factory);
         match &result {
             Ok(()) => self.audit("plugin.install", label, Outcome::Success, None),
-            Err(e) => self.audit("plugin.install", label, Outcome::Failure, Some(e.to_string())),
+            Err(e) => self.audit(
+                "plugin.install",
+                label,
+                Outcome::Failure,
+                Some(e.to_string()),
+            ),
         }
         result
     }
@@ -346,9 +357,8 @@ impl PluginManager {
             id: id.to_string(),
             req: req.clone(),
         });
-        let resolution = self.resolve(&requests).map_err(|e| {
+        let resolution = self.resolve(&requests).inspect_err(|e| {
             self.audit("plugin.activate", id, Outcome::Failure, Some(e.to_string()));
-            e
         })?;
         let mut started: Vec<String> = Vec::new();
         for pid in &resolution.order {
@@ -401,7 +411,12 @@ impl PluginManager {
                     names.join(", ")
                 ),
             );
-            self.audit("plugin.deactivate", id, Outcome::Failure, Some(err.to_string()));
+            self.audit(
+                "plugin.deactivate",
+                id,
+                Outcome::Failure,
+                Some(err.to_string()),
+            );
             return Err(err);
         }
         // Stop dependents in reverse dependency order, then the plugin itself.
@@ -452,7 +467,12 @@ impl PluginManager {
         }
         let Some(old) = self.active_map().get(&id).cloned() else {
             // Nothing running: installing is the whole update.
-            self.audit("plugin.update", meta.label(), Outcome::Success, Some("not active; installed only".into()));
+            self.audit(
+                "plugin.update",
+                meta.label(),
+                Outcome::Success,
+                Some("not active; installed only".into()),
+            );
             return Ok(meta.version);
         };
         let old_label = old.metadata.label();
@@ -495,7 +515,12 @@ impl PluginManager {
                 if installed_here {
                     self.registry_write().unregister(&id, &meta.version);
                 }
-                self.audit("plugin.update", meta.label(), Outcome::Failure, Some(e.to_string()));
+                self.audit(
+                    "plugin.update",
+                    meta.label(),
+                    Outcome::Failure,
+                    Some(e.to_string()),
+                );
                 self.audit(
                     "plugin.rollback",
                     old_label.clone(),
@@ -526,7 +551,12 @@ impl PluginManager {
         let active = self.active_plugin(id)?;
         let action = call.action.clone();
         if active.metadata.action(&action).is_none() {
-            let known: Vec<&str> = active.metadata.actions.iter().map(|a| a.name.as_str()).collect();
+            let known: Vec<&str> = active
+                .metadata
+                .actions
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
             return Err(unknown_action(&action, &known).with_context("plugin", id));
         }
         let started = Instant::now();
@@ -567,7 +597,10 @@ impl PluginManager {
         options: CallOptions,
     ) -> Result<A::Output> {
         let config = serde_json::to_value(config).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("config does not serialize: {e}"))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("config does not serialize: {e}"),
+            )
         })?;
         let mut call = Call::new(A::NAME, input.into_payload()?).with_config(config);
         if let Some(t) = options.timeout {
@@ -577,17 +610,16 @@ impl PluginManager {
             call = call.with_cancel(c);
         }
         let output = self.call(id, call).await?;
-        A::Output::from_payload(output).map_err(|e| e.with_context("plugin", id).with_context("action", A::NAME))
+        A::Output::from_payload(output)
+            .map_err(|e| e.with_context("plugin", id).with_context("action", A::NAME))
     }
 
     async fn run_call(&self, active: &ActivePlugin, call: Call) -> Result<Payload> {
         let gate = active.gate.read().await;
         if !*gate {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "the plugin is shutting down",
-            )
-            .set_temporary());
+            return Err(
+                Error::new(ErrorKind::InvalidState, "the plugin is shutting down").set_temporary(),
+            );
         }
         let cancel = call.cancel.clone();
         let deadline = call.deadline;
@@ -611,7 +643,11 @@ impl PluginManager {
         }
     }
 
-    async fn acquire_slot(&self, active: &ActivePlugin, call: &Call) -> Result<Option<OwnedSemaphorePermit>> {
+    async fn acquire_slot(
+        &self,
+        active: &ActivePlugin,
+        call: &Call,
+    ) -> Result<Option<OwnedSemaphorePermit>> {
         let Some(slots) = &active.slots else {
             return Ok(None);
         };
@@ -624,7 +660,11 @@ impl PluginManager {
             .set_temporary()
         };
         match active.limits.when_busy {
-            WhenBusy::Reject => slots.clone().try_acquire_owned().map(Some).map_err(|_| busy()),
+            WhenBusy::Reject => slots
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| busy()),
             WhenBusy::Wait => {
                 let mut wait_until = active.limits.max_wait.map(|w| Instant::now() + w);
                 if let Some(d) = call.deadline {
@@ -700,7 +740,9 @@ impl PluginManager {
 
     /// The active version of `id`, if it is active.
     pub fn active_version(&self, id: &str) -> Option<Version> {
-        self.active_map().get(id).map(|a| a.metadata.version.clone())
+        self.active_map()
+            .get(id)
+            .map(|a| a.metadata.version.clone())
     }
 
     // --- internals -------------------------------------------------------------------------
@@ -710,7 +752,12 @@ impl PluginManager {
         let result = self.start_inner(id, version).await;
         match &result {
             Ok(_) => self.audit("plugin.activate", &label, Outcome::Success, None),
-            Err(e) => self.audit("plugin.activate", &label, Outcome::Failure, Some(e.to_string())),
+            Err(e) => self.audit(
+                "plugin.activate",
+                &label,
+                Outcome::Failure,
+                Some(e.to_string()),
+            ),
         }
         result
     }
@@ -731,27 +778,49 @@ impl PluginManager {
             .unwrap_or_default();
 
         for granted in &config.permissions {
-            if !metadata.permissions.iter().any(|declared| declared.covers(granted)) {
+            if !metadata
+                .permissions
+                .iter()
+                .any(|declared| declared.covers(granted))
+            {
                 return Err(Error::new(
                     ErrorKind::ConfigInvalid,
-                    format!("{} does not declare the permission {granted} that the host grants", metadata.label()),
+                    format!(
+                        "{} does not declare the permission {granted} that the host grants",
+                        metadata.label()
+                    ),
                 ));
             }
         }
         let env = self.inner.env.clone();
-        let resolved = ResolvedConfig::resolve(&config.settings, &|n| env(n), self.inner.secrets.as_ref())
-            .map_err(|e| e.with_context("plugin", id))?;
+        let resolved =
+            ResolvedConfig::resolve(&config.settings, &|n| env(n), self.inner.secrets.as_ref())
+                .map_err(|e| e.with_context("plugin", id))?;
         let redactor = resolved.redactor().clone();
         let fail = |stage: &str, e: Error| {
             let e = redactor.redact_error(e);
-            Error::new(e.kind(), format!("{} failed to {stage}: {}", metadata.label(), e.message()))
-                .with_context("plugin", id)
+            Error::new(
+                e.kind(),
+                format!("{} failed to {stage}: {}", metadata.label(), e.message()),
+            )
+            .with_context("plugin", id)
         };
-        plugin.validate(&resolved).map_err(|e| fail("validate", e))?;
+        plugin
+            .validate(&resolved)
+            .map_err(|e| fail("validate", e))?;
         for granted in &config.permissions {
-            self.audit("permission.grant", format!("{id}: {granted}"), Outcome::Success, None);
+            self.audit(
+                "permission.grant",
+                format!("{id}: {granted}"),
+                Outcome::Success,
+                None,
+            );
         }
-        let permissions = PermissionGuard::new(id, config.permissions.clone(), Some(self.inner.audit.clone()));
+        let permissions = PermissionGuard::new(
+            id,
+            config.permissions.clone(),
+            Some(self.inner.audit.clone()),
+        );
         plugin
             .initialize(InitContext {
                 config: resolved,
@@ -768,7 +837,9 @@ impl PluginManager {
                 "become healthy",
                 Error::new(
                     ErrorKind::InvalidState,
-                    report.detail.unwrap_or_else(|| "it reported unhealthy".into()),
+                    report
+                        .detail
+                        .unwrap_or_else(|| "it reported unhealthy".into()),
                 ),
             ));
         }
@@ -801,7 +872,12 @@ impl PluginManager {
             Err(e) => {
                 let e = active.redactor.redact_error(e);
                 tracing::warn!(plugin = %active.metadata.id, error = %e, "plugin shutdown failed");
-                self.audit("plugin.deactivate", label, Outcome::Failure, Some(e.to_string()));
+                self.audit(
+                    "plugin.deactivate",
+                    label,
+                    Outcome::Failure,
+                    Some(e.to_string()),
+                );
             }
         }
     }
@@ -826,7 +902,11 @@ impl PluginManager {
             ErrorKind::NotFound,
             format!(
                 "unknown plugin `{id}`; known plugins: {}",
-                if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
             ),
         )
     }
@@ -853,7 +933,11 @@ impl PluginManager {
             .map(|(id, a)| {
                 (
                     id.clone(),
-                    a.metadata.dependencies.iter().map(|d| d.id.clone()).collect(),
+                    a.metadata
+                        .dependencies
+                        .iter()
+                        .map(|d| d.id.clone())
+                        .collect(),
                 )
             })
             .collect()
@@ -869,7 +953,10 @@ impl PluginManager {
             remaining.retain(|id| {
                 let ready = graph
                     .get(id)
-                    .map(|deps| deps.iter().all(|d| order.contains(d) || !graph.contains_key(d)))
+                    .map(|deps| {
+                        deps.iter()
+                            .all(|d| order.contains(d) || !graph.contains_key(d))
+                    })
                     .unwrap_or(true);
                 if ready {
                     order.push(id.clone());
@@ -885,11 +972,17 @@ impl PluginManager {
     }
 
     fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.inner.registry.read().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn registry_write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.inner.registry.write().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn active_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<ActivePlugin>>> {

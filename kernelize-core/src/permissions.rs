@@ -153,7 +153,22 @@ impl PermissionGuard {
     }
 
     /// A guard for `plugin` granting `granted`, auditing to `audit`.
+    ///
+    /// File grants are resolved through the file system (symlinks followed), as file checks
+    /// are, so a grant of a symlinked directory covers the directory it points to.
     pub fn new(plugin: &str, granted: Vec<Permission>, audit: Option<Arc<dyn AuditSink>>) -> Self {
+        let granted: Vec<Permission> = granted
+            .into_iter()
+            .map(|p| match p {
+                Permission::FileRead { path } => Permission::FileRead {
+                    path: resolve_on_disk(&path),
+                },
+                Permission::FileWrite { path } => Permission::FileWrite {
+                    path: resolve_on_disk(&path),
+                },
+                other => other,
+            })
+            .collect();
         PermissionGuard {
             plugin: Arc::from(plugin),
             granted: Arc::from(granted),
@@ -188,26 +203,26 @@ impl PermissionGuard {
         tracing::warn!(plugin = %self.plugin, permission = %requested, "permission denied");
         Err(Error::new(
             ErrorKind::PermissionDenied,
-            format!(
-                "plugin `{}` was not granted {requested}",
-                self.plugin
-            ),
+            format!("plugin `{}` was not granted {requested}", self.plugin),
         )
         .with_context("plugin", &*self.plugin)
         .set_permanent())
     }
 
     /// Checks that the file at `path` may be read.
+    ///
+    /// The path is resolved as the file system would open it (symlinks followed), so a link
+    /// inside a granted directory that points outside it is denied.
     pub fn check_read(&self, path: &Path) -> Result<()> {
         self.check(&Permission::FileRead {
-            path: absolute(path),
+            path: resolve_on_disk(path),
         })
     }
 
-    /// Checks that the file at `path` may be written.
+    /// Checks that the file at `path` may be written (resolved like [`Self::check_read`]).
     pub fn check_write(&self, path: &Path) -> Result<()> {
         self.check(&Permission::FileWrite {
-            path: absolute(path),
+            path: resolve_on_disk(path),
         })
     }
 }
@@ -215,6 +230,30 @@ impl PermissionGuard {
 /// `path` made absolute against the current directory (lexically; the file need not exist).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `path` as the file system resolves it: the longest existing prefix canonicalized
+/// (symlinks followed, `..` applied), the rest appended as written.
+pub fn resolve_on_disk(path: &Path) -> PathBuf {
+    let absolute = absolute(path);
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -235,14 +274,47 @@ mod tests {
 
     #[test]
     fn write_grant_implies_read_but_not_the_reverse() {
-        let write = Permission::FileWrite { path: "/out".into() };
+        let write = Permission::FileWrite {
+            path: "/out".into(),
+        };
         assert!(write.covers(&read("/out/a.csv")));
-        assert!(!read("/out").covers(&Permission::FileWrite { path: "/out/a.csv".into() }));
+        assert!(!read("/out").covers(&Permission::FileWrite {
+            path: "/out/a.csv".into()
+        }));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_out_of_a_granted_directory_is_denied() {
+        let granted = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), granted.path().join("link")).unwrap();
+        std::fs::write(granted.path().join("ok.txt"), "x").unwrap();
+        let guard = PermissionGuard::new(
+            "file",
+            vec![Permission::FileRead {
+                path: granted.path().to_path_buf(),
+            }],
+            None,
+        );
+        assert!(guard.check_read(&granted.path().join("ok.txt")).is_ok());
+        assert!(
+            guard
+                .check_read(&granted.path().join("not-yet-there.txt"))
+                .is_ok()
+        );
+        let err = guard
+            .check_read(&granted.path().join("link").join("secret.txt"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     }
 
     #[test]
     fn host_wildcards_match_subdomains_only() {
-        let grant = Permission::Network { host: "*.snowflakecomputing.com".into() };
+        let grant = Permission::Network {
+            host: "*.snowflakecomputing.com".into(),
+        };
         let host = |h: &str| Permission::Network { host: h.into() };
         assert!(grant.covers(&host("acme.snowflakecomputing.com")));
         assert!(grant.covers(&host("ACME.SnowflakeComputing.com")));

@@ -400,7 +400,10 @@ impl Call {
         if let Some(deadline) = self.deadline
             && Instant::now() >= deadline
         {
-            return Err(Error::new(ErrorKind::Timeout, "the call passed its deadline"));
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the call passed its deadline",
+            ));
         }
         Ok(())
     }
@@ -461,13 +464,19 @@ where
     fn from_payload(payload: Payload) -> Result<Self> {
         let value = payload.into_json()?;
         serde_json::from_value(value).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("input does not match: {e}"))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("input does not match: {e}"),
+            )
         })
     }
 
     fn into_payload(self) -> Result<Payload> {
         Ok(Payload::Json(serde_json::to_value(self).map_err(|e| {
-            Error::new(ErrorKind::Unexpected, format!("output does not serialize: {e}"))
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("output does not serialize: {e}"),
+            )
         })?))
     }
 
@@ -592,7 +601,10 @@ impl ActionContext {
         if let Some(deadline) = self.deadline
             && Instant::now() >= deadline
         {
-            return Err(Error::new(ErrorKind::Timeout, "the call passed its deadline"));
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the call passed its deadline",
+            ));
         }
         Ok(())
     }
@@ -602,8 +614,12 @@ impl ActionContext {
 #[async_trait]
 pub trait Handler<A: Action>: Send + Sync + 'static {
     /// Runs the action.
-    async fn handle(&self, ctx: ActionContext, config: A::Config, input: A::Input)
-    -> Result<A::Output>;
+    async fn handle(
+        &self,
+        ctx: ActionContext,
+        config: A::Config,
+        input: A::Input,
+    ) -> Result<A::Output>;
 }
 
 type DynHandler<P> = for<'a> fn(&'a P, Call) -> BoxFuture<'a, Result<Payload>>;
@@ -704,13 +720,14 @@ fn parse_action_config<A: Action>(config: Value) -> Result<A::Config> {
     let attempt = serde_json::from_value::<A::Config>(config.clone());
     match (attempt, &config) {
         (Ok(c), _) => Ok(c),
-        (Err(_), Value::Null) => serde_json::from_value(Value::Object(Default::default()))
-            .map_err(|e| {
+        (Err(_), Value::Null) => {
+            serde_json::from_value(Value::Object(Default::default())).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!("action `{}` needs a config: {e}", A::NAME),
                 )
-            }),
+            })
+        }
         (Err(e), _) => Err(Error::new(
             ErrorKind::InvalidInput,
             format!("invalid config for action `{}`: {e}", A::NAME),

@@ -277,7 +277,8 @@ fn topological_order(
         }
         marks.insert(id.to_string(), Mark::Visiting);
         stack.push(id.to_string());
-        let mut children: Vec<&String> = deps.get(id).map(|d| d.iter().collect()).unwrap_or_default();
+        let mut children: Vec<&String> =
+            deps.get(id).map(|d| d.iter().collect()).unwrap_or_default();
         children.sort();
         for child in children {
             visit(child, deps, marks, stack, order)?;
@@ -322,7 +323,9 @@ impl Solver<'_> {
         if candidates.is_empty() {
             return Err(self.unsatisfiable(&state, &id));
         }
-        let intro = constraints.first().map(|c| (c.chain.clone(), c.parent.is_none()));
+        let intro = constraints
+            .first()
+            .map(|c| (c.chain.clone(), c.parent.is_none()));
         let mut first_error = None;
         for version in candidates {
             self.steps += 1;

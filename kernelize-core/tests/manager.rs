@@ -1,6 +1,8 @@
 //! The plugin manager: activation order, deactivation and cascade, updates with rollback,
 //! limits, health, secrets redaction, permissions and audit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -34,10 +36,14 @@ fn echo(text: &str) -> Call {
 async fn activation_starts_dependencies_first_and_deactivation_stops_dependents_first() {
     let (m, audit) = manager();
     let j = journal();
-    m.install(Probe::new("app", "1.0.0", &[("db", "^1"), ("cache", "^1")], &j).factory()).unwrap();
-    m.install(Probe::new("db", "1.0.0", &[("net", "^1")], &j).factory()).unwrap();
-    m.install(Probe::new("cache", "1.0.0", &[("net", "^1")], &j).factory()).unwrap();
-    m.install(Probe::new("net", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("app", "1.0.0", &[("db", "^1"), ("cache", "^1")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("db", "1.0.0", &[("net", "^1")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("cache", "1.0.0", &[("net", "^1")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("net", "1.0.0", &[], &j).factory())
+        .unwrap();
 
     let started = m.activate("app").await.unwrap();
     assert_eq!(started, vec!["net", "cache", "db", "app"]);
@@ -47,8 +53,14 @@ async fn activation_starts_dependencies_first_and_deactivation_stops_dependents_
     assert_eq!(
         entries(&j),
         vec![
-            "init net 1.0.0", "init cache 1.0.0", "init db 1.0.0", "init app 1.0.0",
-            "shutdown app 1.0.0", "shutdown db 1.0.0", "shutdown cache 1.0.0", "shutdown net 1.0.0",
+            "init net 1.0.0",
+            "init cache 1.0.0",
+            "init db 1.0.0",
+            "init app 1.0.0",
+            "shutdown app 1.0.0",
+            "shutdown db 1.0.0",
+            "shutdown cache 1.0.0",
+            "shutdown net 1.0.0",
         ]
     );
     assert_eq!(audit.events_of("plugin.activate").len(), 4);
@@ -60,8 +72,10 @@ async fn activation_starts_dependencies_first_and_deactivation_stops_dependents_
 async fn deactivating_a_dependency_is_refused_unless_cascading() {
     let (m, _) = manager();
     let j = journal();
-    m.install(Probe::new("app", "1.0.0", &[("db", "^1")], &j).factory()).unwrap();
-    m.install(Probe::new("db", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("app", "1.0.0", &[("db", "^1")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("db", "1.0.0", &[], &j).factory())
+        .unwrap();
     m.activate("app").await.unwrap();
 
     let err = m.deactivate("db", false).await.unwrap_err();
@@ -81,7 +95,8 @@ async fn a_failed_activation_stops_what_it_started() {
     let mut broken = Probe::new("app", "1.0.0", &[("db", "^1")], &j);
     broken.fail_initialize = true;
     m.install(broken.factory()).unwrap();
-    m.install(Probe::new("db", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("db", "1.0.0", &[], &j).factory())
+        .unwrap();
     let err = m.activate("app").await.unwrap_err();
     assert!(err.to_string().contains("failed to initialize"), "{err}");
     assert!(m.active_ids().is_empty());
@@ -92,50 +107,79 @@ async fn a_failed_activation_stops_what_it_started() {
 async fn activation_conflicting_with_active_plugins_names_the_chains() {
     let (m, _) = manager();
     let j = journal();
-    m.install(Probe::new("a", "1.0.0", &[("c", "^1")], &j).factory()).unwrap();
-    m.install(Probe::new("d", "1.0.0", &[("c", "^2")], &j).factory()).unwrap();
-    m.install(Probe::new("c", "1.0.0", &[], &j).factory()).unwrap();
-    m.install(Probe::new("c", "2.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("a", "1.0.0", &[("c", "^1")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("d", "1.0.0", &[("c", "^2")], &j).factory())
+        .unwrap();
+    m.install(Probe::new("c", "1.0.0", &[], &j).factory())
+        .unwrap();
+    m.install(Probe::new("c", "2.0.0", &[], &j).factory())
+        .unwrap();
     m.activate("a").await.unwrap();
     let err = m.activate("d").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Dependency);
     let msg = err.to_string();
-    assert!(msg.contains("a 1.0.0 -> c ^1") && msg.contains("d 1.0.0 -> c ^2"), "{msg}");
+    assert!(
+        msg.contains("a 1.0.0 -> c ^1") && msg.contains("d 1.0.0 -> c ^2"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn update_replaces_a_healthy_new_version() {
     let (m, audit) = manager();
     let j = journal();
-    m.install(Probe::new("svc", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &j).factory())
+        .unwrap();
     m.activate("svc").await.unwrap();
-    m.update(Probe::new("svc", "1.1.0", &[], &j).factory()).await.unwrap();
-    let out = m.call("svc", Call::new("whoami", Payload::Empty)).await.unwrap();
+    m.update(Probe::new("svc", "1.1.0", &[], &j).factory())
+        .await
+        .unwrap();
+    let out = m
+        .call("svc", Call::new("whoami", Payload::Empty))
+        .await
+        .unwrap();
     assert_eq!(out.into_json().unwrap(), json!("1.1.0"));
-    assert_eq!(entries(&j), vec!["init svc 1.0.0", "init svc 1.1.0", "shutdown svc 1.0.0"]);
-    assert_eq!(audit.events_of("plugin.update")[0].outcome, Outcome::Success);
+    assert_eq!(
+        entries(&j),
+        vec!["init svc 1.0.0", "init svc 1.1.0", "shutdown svc 1.0.0"]
+    );
+    assert_eq!(
+        audit.events_of("plugin.update")[0].outcome,
+        Outcome::Success
+    );
 }
 
 async fn assert_rolled_back(new: Probe, stage: &str) {
     let (m, audit) = manager();
     let j = journal();
-    m.install(Probe::new("svc", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &j).factory())
+        .unwrap();
     m.activate("svc").await.unwrap();
 
     let err = m.update(new.factory()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("rolled back") && msg.contains("svc 1.0.0 is still serving"), "{msg}");
+    assert!(
+        msg.contains("rolled back") && msg.contains("svc 1.0.0 is still serving"),
+        "{msg}"
+    );
     assert!(msg.contains(stage), "{msg}");
 
     // The old version kept serving, and the rejected version is no longer installed.
-    let out = m.call("svc", Call::new("whoami", Payload::Empty)).await.unwrap();
+    let out = m
+        .call("svc", Call::new("whoami", Payload::Empty))
+        .await
+        .unwrap();
     assert_eq!(out.into_json().unwrap(), json!("1.0.0"));
     assert_eq!(m.metadata("svc").unwrap().version.to_string(), "1.0.0");
     assert_eq!(m.installed()[0].versions.len(), 1);
     let rollbacks = audit.events_of("plugin.rollback");
     assert_eq!(rollbacks.len(), 1);
     assert_eq!(rollbacks[0].target, "svc 1.0.0");
-    assert_eq!(audit.events_of("plugin.update")[0].outcome, Outcome::Failure);
+    assert_eq!(
+        audit.events_of("plugin.update")[0].outcome,
+        Outcome::Failure
+    );
 }
 
 #[tokio::test]
@@ -163,14 +207,21 @@ async fn update_that_is_unhealthy_at_first_check_rolls_back() {
 async fn update_keeps_serving_calls_that_were_running() {
     let (m, _) = manager();
     let j = journal();
-    m.install(Probe::new("svc", "1.0.0", &[], &j).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &j).factory())
+        .unwrap();
     m.activate("svc").await.unwrap();
     let m2 = m.clone();
     let slow = tokio::spawn(async move {
-        m2.call("svc", Call::new("sleep", Payload::Empty).with_config(json!({"ms": 200}))).await
+        m2.call(
+            "svc",
+            Call::new("sleep", Payload::Empty).with_config(json!({"ms": 200})),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    m.update(Probe::new("svc", "1.1.0", &[], &j).factory()).await.unwrap();
+    m.update(Probe::new("svc", "1.1.0", &[], &j).factory())
+        .await
+        .unwrap();
     // The call that started on 1.0.0 finished on it: shutdown waited for it.
     assert!(slow.await.unwrap().is_ok());
     assert_eq!(entries(&j).last().unwrap(), "shutdown svc 1.0.0");
@@ -179,7 +230,8 @@ async fn update_keeps_serving_calls_that_were_running() {
 #[tokio::test]
 async fn eleventh_concurrent_call_is_refused_when_the_limit_says_reject() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.configure(
         "svc",
         PluginConfig::default().limits(Limits {
@@ -193,14 +245,21 @@ async fn eleventh_concurrent_call_is_refused_when_the_limit_says_reject() {
     for _ in 0..10 {
         let m = m.clone();
         running.push(tokio::spawn(async move {
-            m.call("svc", Call::new("sleep", Payload::Empty).with_config(json!({"ms": 300}))).await
+            m.call(
+                "svc",
+                Call::new("sleep", Payload::Empty).with_config(json!({"ms": 300})),
+            )
+            .await
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let err = m.call("svc", echo("one too many")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
     assert!(err.is_temporary());
-    assert!(err.to_string().contains("limit of 10 concurrent calls"), "{err}");
+    assert!(
+        err.to_string().contains("limit of 10 concurrent calls"),
+        "{err}"
+    );
     for r in running {
         assert!(r.await.unwrap().is_ok());
     }
@@ -211,7 +270,8 @@ async fn eleventh_concurrent_call_is_refused_when_the_limit_says_reject() {
 #[tokio::test]
 async fn eleventh_concurrent_call_waits_for_a_slot_when_the_limit_says_wait() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.configure(
         "svc",
         PluginConfig::default().limits(Limits {
@@ -225,7 +285,11 @@ async fn eleventh_concurrent_call_waits_for_a_slot_when_the_limit_says_wait() {
     for _ in 0..10 {
         let m = m.clone();
         running.push(tokio::spawn(async move {
-            m.call("svc", Call::new("sleep", Payload::Empty).with_config(json!({"ms": 200}))).await
+            m.call(
+                "svc",
+                Call::new("sleep", Payload::Empty).with_config(json!({"ms": 200})),
+            )
+            .await
         }));
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -241,7 +305,8 @@ async fn eleventh_concurrent_call_waits_for_a_slot_when_the_limit_says_wait() {
 #[tokio::test]
 async fn waiting_for_a_slot_gives_up_after_max_wait() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.configure(
         "svc",
         PluginConfig::default().limits(Limits {
@@ -253,7 +318,11 @@ async fn waiting_for_a_slot_gives_up_after_max_wait() {
     m.activate("svc").await.unwrap();
     let m2 = m.clone();
     let first = tokio::spawn(async move {
-        m2.call("svc", Call::new("sleep", Payload::Empty).with_config(json!({"ms": 400}))).await
+        m2.call(
+            "svc",
+            Call::new("sleep", Payload::Empty).with_config(json!({"ms": 400})),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = m.call("svc", echo("late")).await.unwrap_err();
@@ -265,7 +334,8 @@ async fn waiting_for_a_slot_gives_up_after_max_wait() {
 #[tokio::test]
 async fn a_slow_call_times_out_at_the_plugins_call_timeout() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.configure(
         "svc",
         PluginConfig::default().limits(Limits {
@@ -275,7 +345,10 @@ async fn a_slow_call_times_out_at_the_plugins_call_timeout() {
     );
     m.activate("svc").await.unwrap();
     let err = m
-        .call("svc", Call::new("sleep", Payload::Empty).with_config(json!({"ms": 5000})))
+        .call(
+            "svc",
+            Call::new("sleep", Payload::Empty).with_config(json!({"ms": 5000})),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -286,7 +359,8 @@ async fn a_slow_call_times_out_at_the_plugins_call_timeout() {
 #[tokio::test]
 async fn a_cancelled_call_stops_with_cancelled() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.activate("svc").await.unwrap();
     let token = tokio_util::sync::CancellationToken::new();
     let call = Call::new("sleep", Payload::Empty)
@@ -333,25 +407,37 @@ async fn health_reports_counts_latency_and_the_worse_of_report_and_error_rate() 
     assert!(h.last_error.unwrap().contains("asked to fail"));
 
     *health.lock().unwrap() = HealthReport::unhealthy("disk full");
-    assert_eq!(m.health("svc").await.unwrap().status, HealthStatus::Unhealthy);
+    assert_eq!(
+        m.health("svc").await.unwrap().status,
+        HealthStatus::Unhealthy
+    );
 }
 
 #[tokio::test]
 async fn permission_outside_the_grant_is_denied_and_audited() {
     let (m, audit) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     m.configure(
         "svc",
-        PluginConfig::default().grant(Permission::FileRead { path: "/srv/data".into() }),
+        PluginConfig::default().grant(Permission::FileRead {
+            path: "/srv/data".into(),
+        }),
     );
     m.activate("svc").await.unwrap();
 
     let ok = m
-        .call("svc", Call::new("read_file", Payload::Empty).with_config(json!({"path": "/srv/data/a.csv"})))
+        .call(
+            "svc",
+            Call::new("read_file", Payload::Empty).with_config(json!({"path": "/srv/data/a.csv"})),
+        )
         .await;
     assert!(ok.is_ok());
     let err = m
-        .call("svc", Call::new("read_file", Payload::Empty).with_config(json!({"path": "/etc/shadow"})))
+        .call(
+            "svc",
+            Call::new("read_file", Payload::Empty).with_config(json!({"path": "/etc/shadow"})),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -369,8 +455,12 @@ async fn permission_outside_the_grant_is_denied_and_audited() {
 #[tokio::test]
 async fn granting_a_permission_the_plugin_does_not_declare_is_a_config_error() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
-    m.configure("svc", PluginConfig::default().grant(Permission::Network { host: "*".into() }));
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
+    m.configure(
+        "svc",
+        PluginConfig::default().grant(Permission::Network { host: "*".into() }),
+    );
     let err = m.activate("svc").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
     assert!(err.to_string().contains("network:*"), "{err}");
@@ -379,20 +469,31 @@ async fn granting_a_permission_the_plugin_does_not_declare_is_a_config_error() {
 #[tokio::test]
 async fn unknown_plugin_and_action_name_the_known_ones() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
     let err = m.activate("nope").await.unwrap_err();
     assert!(err.to_string().contains("installed plugins: svc"), "{err}");
     m.activate("svc").await.unwrap();
-    let err = m.call("svc", Call::new("dance", Payload::Empty)).await.unwrap_err();
+    let err = m
+        .call("svc", Call::new("dance", Payload::Empty))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains("known actions: echo, sleep"), "{err}");
+    assert!(
+        err.to_string().contains("known actions: echo, sleep"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn missing_secret_reference_fails_activation_naming_it() {
     let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory()).unwrap();
-    m.configure("svc", PluginConfig::with_settings(json!({"token": "${secret:nope}"})));
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
+    m.configure(
+        "svc",
+        PluginConfig::with_settings(json!({"token": "${secret:nope}"})),
+    );
     let err = m.activate("svc").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
     assert!(err.to_string().contains("secret `nope`"), "{err}");
@@ -429,7 +530,9 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     m.install(probe.factory()).unwrap();
     m.configure(
         "svc",
-        PluginConfig::with_settings(json!({"token": "${secret:api_token}", "region": "${env:REGION}"})),
+        PluginConfig::with_settings(
+            json!({"token": "${secret:api_token}", "region": "${env:REGION}"}),
+        ),
     );
     m.activate("svc").await.unwrap();
     let resolved = seen.lock().unwrap().clone().unwrap();
@@ -444,7 +547,9 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     let leaky = Probe::new("svc", "2.0.0", &[], &journal());
     m.configure(
         "svc",
-        PluginConfig::with_settings(json!({"token": "${secret:api_token}", "echo_secret_in_error": true})),
+        PluginConfig::with_settings(
+            json!({"token": "${secret:api_token}", "echo_secret_in_error": true}),
+        ),
     );
     let err = m.update(leaky.factory()).await.unwrap_err();
     let text = format!("{err} {err:?} {}", err.to_json());
@@ -457,7 +562,10 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     m.deactivate_all().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("initializing with settings"), "the test must see the plugin's log line");
+    assert!(
+        logs.contains("initializing with settings"),
+        "the test must see the plugin's log line"
+    );
     assert!(!logs.contains(SECRET), "secret found in logs:\n{logs}");
     let events = serde_json::to_string(&audit.events()).unwrap();
     assert!(!events.contains(SECRET), "secret found in audit events");
@@ -469,13 +577,17 @@ async fn typed_and_dynamic_calls_share_one_implementation() {
     use kernelize_core::{CallOptions, PluginFactory};
 
     let (m, audit) = manager();
-    m.install(PluginFactory::new(|| Box::new(LogNotifier::new()))).unwrap();
+    m.install(PluginFactory::new(|| Box::new(LogNotifier::new())))
+        .unwrap();
     m.activate("log-notifier").await.unwrap();
 
     let typed = m
         .call_typed::<SendMessage>(
             "log-notifier",
-            SendMessageConfig { channel: Some("#ops".into()), ..Default::default() },
+            SendMessageConfig {
+                channel: Some("#ops".into()),
+                ..Default::default()
+            },
             Payload::Json(json!({"text": "load finished"})),
             CallOptions::default(),
         )
@@ -500,7 +612,10 @@ async fn typed_and_dynamic_calls_share_one_implementation() {
     assert_eq!(sent[1].detail.as_deref(), Some("second"));
 
     let err = m
-        .call("log-notifier", Call::new("send_message", Payload::Empty).with_config(json!({"colour": "red"})))
+        .call(
+            "log-notifier",
+            Call::new("send_message", Payload::Empty).with_config(json!({"colour": "red"})),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);

@@ -1,17 +1,23 @@
 //! Dependency resolution: highest compatible versions, diamonds, conflicts, cycles, missing
 //! plugins, backtracking.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use kernelize_core::{Dependency, ErrorKind, Registry};
 use semver::Version;
 use support::{Probe, journal};
 
-fn registry(plugins: &[(&str, &str, &[(&str, &str)])]) -> Registry {
+/// `(id, version, [(dependency id, requirement)])` for each plugin version.
+type Spec<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+fn registry(plugins: &[Spec<'_>]) -> Registry {
     let j = journal();
     let mut r = Registry::new();
     for (id, version, deps) in plugins {
-        r.register(Probe::new(id, version, deps, &j).factory()).unwrap();
+        r.register(Probe::new(id, version, deps, &j).factory())
+            .unwrap();
     }
     r
 }
@@ -112,7 +118,11 @@ fn missing_dependency_names_who_needs_it() {
 
 #[test]
 fn no_matching_version_lists_the_available_ones() {
-    let r = registry(&[("a", "1.0.0", &[("c", "^3")]), ("c", "1.0.0", &[]), ("c", "2.0.0", &[])]);
+    let r = registry(&[
+        ("a", "1.0.0", &[("c", "^3")]),
+        ("c", "1.0.0", &[]),
+        ("c", "2.0.0", &[]),
+    ]);
     let msg = r.resolve(&[want("a", "*")]).unwrap_err().to_string();
     assert!(msg.contains("a 1.0.0 -> c ^3"), "{msg}");
     assert!(msg.contains("available: 1.0.0, 2.0.0"), "{msg}");
@@ -122,8 +132,11 @@ fn no_matching_version_lists_the_available_ones() {
 fn installing_the_same_version_twice_is_refused() {
     let j = journal();
     let mut r = Registry::new();
-    r.register(Probe::new("a", "1.0.0", &[], &j).factory()).unwrap();
-    let err = r.register(Probe::new("a", "1.0.0", &[], &j).factory()).unwrap_err();
+    r.register(Probe::new("a", "1.0.0", &[], &j).factory())
+        .unwrap();
+    let err = r
+        .register(Probe::new("a", "1.0.0", &[], &j).factory())
+        .unwrap_err();
     assert!(err.to_string().contains("already installed"), "{err}");
 }
 
@@ -131,6 +144,8 @@ fn installing_the_same_version_twice_is_refused() {
 fn invalid_ids_are_refused() {
     let j = journal();
     let mut r = Registry::new();
-    let err = r.register(Probe::new("Bad Id", "1.0.0", &[], &j).factory()).unwrap_err();
+    let err = r
+        .register(Probe::new("Bad Id", "1.0.0", &[], &j).factory())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
 }

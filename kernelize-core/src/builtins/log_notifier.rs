@@ -87,10 +87,15 @@ impl LogNotifier {
 #[async_trait]
 impl Plugin for LogNotifier {
     fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new(ID, "Log notifier", Version::new(0, 1, 0), Category::Monitoring)
-            .description("Sends messages to the log and the audit trail.")
-            .author("Kernelize")
-            .actions(ROUTER.descriptors())
+        PluginMetadata::new(
+            ID,
+            "Log notifier",
+            Version::new(0, 1, 0),
+            Category::Monitoring,
+        )
+        .description("Sends messages to the log and the audit trail.")
+        .author("Kernelize")
+        .actions(ROUTER.descriptors())
     }
 
     async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
@@ -108,7 +113,9 @@ fn text_from_input(input: Payload) -> Result<Option<String>> {
         Payload::Empty => None,
         Payload::Json(serde_json::Value::Null) => None,
         Payload::Json(serde_json::Value::String(s)) => Some(s),
-        Payload::Json(serde_json::Value::Object(map)) if map.get("text").is_some_and(|t| t.is_string()) => {
+        Payload::Json(serde_json::Value::Object(map))
+            if map.get("text").is_some_and(|t| t.is_string()) =>
+        {
             map.get("text").and_then(|t| t.as_str()).map(str::to_string)
         }
         Payload::Json(other) => Some(other.to_string()),

@@ -1,6 +1,6 @@
 //! What flows into and out of plugin calls: JSON, bytes with a media type, or records.
 //!
-//! Records are Apache Arrow [`RecordBatch`]es, the format data platforms (Databricks,
+//! Records are Apache Arrow [`RecordBatch`](arrow_array::RecordBatch)es, the format data platforms (Databricks,
 //! BigQuery, Snowflake, DataFusion, Polars, delta-rs) already speak, so tabular data moves
 //! between plugins without being re-encoded. Conversions to and from JSON rows, CSV and NDJSON
 //! live in [`Records`]; Parquet with the `parquet` feature.
@@ -51,11 +51,7 @@ impl Blob {
 
     /// The media type without parameters (`text/csv; charset=utf-8` gives `text/csv`).
     pub fn essence(&self) -> &str {
-        self.media_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
+        self.media_type.split(';').next().unwrap_or("").trim()
     }
 }
 
@@ -115,9 +111,10 @@ impl Payload {
             Payload::Records(r) => Ok(Value::Array(r.to_json_rows()?)),
             Payload::Bytes(blob) => match blob.essence() {
                 MEDIA_JSON => Ok(serde_json::from_slice(&blob.data)?),
-                MEDIA_NDJSON | MEDIA_CSV => {
-                    Payload::Bytes(blob).into_records()?.to_json_rows().map(Value::Array)
-                }
+                MEDIA_NDJSON | MEDIA_CSV => Payload::Bytes(blob)
+                    .into_records()?
+                    .to_json_rows()
+                    .map(Value::Array),
                 MEDIA_TEXT => Ok(Value::String(
                     String::from_utf8_lossy(&blob.data).into_owned(),
                 )),

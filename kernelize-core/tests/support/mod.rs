@@ -52,7 +52,11 @@ impl Probe {
             Version::parse(version).unwrap(),
             Category::DataProcessor,
         )
-        .actions(["echo", "sleep", "fail", "whoami", "read_file"].map(action).to_vec())
+        .actions(
+            ["echo", "sleep", "fail", "whoami", "read_file"]
+                .map(action)
+                .to_vec(),
+        )
         .needs(Permission::FileRead { path: "/".into() });
         for (dep, req) in deps {
             meta = meta.depends_on(Dependency::new(*dep, req).unwrap());
@@ -127,7 +131,10 @@ impl Plugin for Probe {
                 call.permissions.check_read(std::path::Path::new(path))?;
                 Ok(Payload::Json(json!({"read": path})))
             }
-            other => Err(Error::new(ErrorKind::NotFound, format!("no action {other}"))),
+            other => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no action {other}"),
+            )),
         }
     }
 
