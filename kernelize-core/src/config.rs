@@ -409,17 +409,9 @@ impl ResolvedConfig {
                 format!("the plugin's config schema is invalid: {e}"),
             )
         })?;
-        let problems: Vec<String> = validator
-            .iter_errors(&self.settings)
-            .map(|e| {
-                let path = e.instance_path().to_string();
-                let at = if path.is_empty() {
-                    "/".to_string()
-                } else {
-                    path
-                };
-                self.redactor.redact(&format!("at {at}: {e}"))
-            })
+        let problems: Vec<String> = schema_violations(&validator, &self.settings)
+            .into_iter()
+            .map(|p| self.redactor.redact(&p))
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -430,6 +422,21 @@ impl ResolvedConfig {
             ))
         }
     }
+}
+
+/// Every way `instance` violates the schema, as `at /path: reason` lines.
+pub(crate) fn schema_violations(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let at = if path.is_empty() { "/" } else { path.as_str() };
+            format!("at {at}: {e}")
+        })
+        .collect()
 }
 
 fn resolve_value(

@@ -394,19 +394,24 @@ impl Call {
     /// Fails with `Cancelled` or `Timeout` when the call should stop; long actions call this
     /// between units of work.
     pub fn check_alive(&self) -> Result<()> {
-        if self.cancel.is_cancelled() {
-            return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
-        }
-        if let Some(deadline) = self.deadline
-            && Instant::now() >= deadline
-        {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                "the call passed its deadline",
-            ));
-        }
-        Ok(())
+        check_alive(&self.cancel, self.deadline)
     }
+}
+
+/// `Cancelled` when `cancel` fired, `Timeout` when `deadline` passed, `Ok` otherwise.
+fn check_alive(cancel: &CancellationToken, deadline: Option<Instant>) -> Result<()> {
+    if cancel.is_cancelled() {
+        return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
+    }
+    if let Some(deadline) = deadline
+        && Instant::now() >= deadline
+    {
+        return Err(Error::new(
+            ErrorKind::Timeout,
+            "the call passed its deadline",
+        ));
+    }
+    Ok(())
 }
 
 /// A plugin: something with metadata, a lifecycle and actions.
@@ -427,8 +432,12 @@ pub trait Plugin: Send + Sync + 'static {
         config.validate_against(&self.metadata().config_schema)
     }
 
-    /// Prepares the plugin: parse settings, open clients, check reachability.
-    async fn initialize(&mut self, ctx: InitContext) -> Result<()>;
+    /// Prepares the plugin: parse settings, open clients, check reachability. The default
+    /// does nothing, for plugins without settings or state.
+    async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
 
     /// Runs one action.
     async fn execute(&self, call: Call) -> Result<Payload>;
@@ -595,18 +604,7 @@ pub struct ActionContext {
 impl ActionContext {
     /// Fails with `Cancelled` or `Timeout` when the call should stop.
     pub fn check_alive(&self) -> Result<()> {
-        if self.cancel.is_cancelled() {
-            return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
-        }
-        if let Some(deadline) = self.deadline
-            && Instant::now() >= deadline
-        {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                "the call passed its deadline",
-            ));
-        }
-        Ok(())
+        check_alive(&self.cancel, self.deadline)
     }
 }
 

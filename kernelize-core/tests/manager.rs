@@ -32,6 +32,36 @@ fn echo(text: &str) -> Call {
     Call::new("echo", Payload::Json(json!(text)))
 }
 
+/// A manager with one active `svc` plugin under `limits`.
+async fn active_svc(limits: Limits) -> PluginManager {
+    let (m, _) = manager();
+    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
+        .unwrap();
+    m.configure("svc", PluginConfig::default().limits(limits));
+    m.activate("svc").await.unwrap();
+    m
+}
+
+/// Starts `n` calls of `svc`'s `sleep` action, each sleeping `ms` milliseconds.
+fn spawn_sleepers(
+    m: &PluginManager,
+    n: usize,
+    ms: u64,
+) -> Vec<tokio::task::JoinHandle<kernelize_core::Result<Payload>>> {
+    (0..n)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move {
+                m.call(
+                    "svc",
+                    Call::new("sleep", Payload::Empty).with_config(json!({ "ms": ms })),
+                )
+                .await
+            })
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn activation_starts_dependencies_first_and_deactivation_stops_dependents_first() {
     let (m, audit) = manager();
@@ -229,29 +259,13 @@ async fn update_keeps_serving_calls_that_were_running() {
 
 #[tokio::test]
 async fn eleventh_concurrent_call_is_refused_when_the_limit_says_reject() {
-    let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
-        .unwrap();
-    m.configure(
-        "svc",
-        PluginConfig::default().limits(Limits {
-            max_concurrent: Some(10),
-            when_busy: WhenBusy::Reject,
-            ..Limits::default()
-        }),
-    );
-    m.activate("svc").await.unwrap();
-    let mut running = Vec::new();
-    for _ in 0..10 {
-        let m = m.clone();
-        running.push(tokio::spawn(async move {
-            m.call(
-                "svc",
-                Call::new("sleep", Payload::Empty).with_config(json!({"ms": 300})),
-            )
-            .await
-        }));
-    }
+    let m = active_svc(Limits {
+        max_concurrent: Some(10),
+        when_busy: WhenBusy::Reject,
+        ..Limits::default()
+    })
+    .await;
+    let running = spawn_sleepers(&m, 10, 300);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let err = m.call("svc", echo("one too many")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
@@ -269,29 +283,13 @@ async fn eleventh_concurrent_call_is_refused_when_the_limit_says_reject() {
 
 #[tokio::test]
 async fn eleventh_concurrent_call_waits_for_a_slot_when_the_limit_says_wait() {
-    let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
-        .unwrap();
-    m.configure(
-        "svc",
-        PluginConfig::default().limits(Limits {
-            max_concurrent: Some(10),
-            when_busy: WhenBusy::Wait,
-            ..Limits::default()
-        }),
-    );
-    m.activate("svc").await.unwrap();
-    let mut running = Vec::new();
-    for _ in 0..10 {
-        let m = m.clone();
-        running.push(tokio::spawn(async move {
-            m.call(
-                "svc",
-                Call::new("sleep", Payload::Empty).with_config(json!({"ms": 200})),
-            )
-            .await
-        }));
-    }
+    let m = active_svc(Limits {
+        max_concurrent: Some(10),
+        when_busy: WhenBusy::Wait,
+        ..Limits::default()
+    })
+    .await;
+    let running = spawn_sleepers(&m, 10, 200);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let eleventh = m.call("svc", echo("patient")).await;
     assert!(eleventh.is_ok());
@@ -304,18 +302,12 @@ async fn eleventh_concurrent_call_waits_for_a_slot_when_the_limit_says_wait() {
 
 #[tokio::test]
 async fn waiting_for_a_slot_gives_up_after_max_wait() {
-    let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
-        .unwrap();
-    m.configure(
-        "svc",
-        PluginConfig::default().limits(Limits {
-            max_concurrent: Some(1),
-            max_wait: Some(Duration::from_millis(50)),
-            ..Limits::default()
-        }),
-    );
-    m.activate("svc").await.unwrap();
+    let m = active_svc(Limits {
+        max_concurrent: Some(1),
+        max_wait: Some(Duration::from_millis(50)),
+        ..Limits::default()
+    })
+    .await;
     let m2 = m.clone();
     let first = tokio::spawn(async move {
         m2.call(
@@ -333,17 +325,11 @@ async fn waiting_for_a_slot_gives_up_after_max_wait() {
 
 #[tokio::test]
 async fn a_slow_call_times_out_at_the_plugins_call_timeout() {
-    let (m, _) = manager();
-    m.install(Probe::new("svc", "1.0.0", &[], &journal()).factory())
-        .unwrap();
-    m.configure(
-        "svc",
-        PluginConfig::default().limits(Limits {
-            call_timeout: Some(Duration::from_millis(50)),
-            ..Limits::default()
-        }),
-    );
-    m.activate("svc").await.unwrap();
+    let m = active_svc(Limits {
+        call_timeout: Some(Duration::from_millis(50)),
+        ..Limits::default()
+    })
+    .await;
     let err = m
         .call(
             "svc",

@@ -29,8 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::payload::{CsvOptions, Payload, Records};
 use crate::permissions::Permission;
 use crate::plugin::{
-    Action, ActionContext, ActionRouter, Call, Category, Handler, InitContext, Plugin,
-    PluginMetadata,
+    Action, ActionContext, ActionRouter, Call, Category, Handler, Plugin, PluginMetadata,
 };
 
 /// Plugin id of the file plugin.
@@ -208,10 +207,6 @@ impl Plugin for FilePlugin {
             .needs(Permission::FileRead { path: "/".into() })
             .needs(Permission::FileWrite { path: "/".into() })
             .actions(ROUTER.descriptors())
-    }
-
-    async fn initialize(&mut self, _ctx: InitContext) -> Result<()> {
-        Ok(())
     }
 
     async fn execute(&self, call: Call) -> Result<Payload> {
@@ -539,6 +534,7 @@ fn io_error(e: std::io::Error, doing: &str, path: &Path) -> Error {
 mod tests {
     use super::*;
     use crate::permissions::PermissionGuard;
+    use crate::plugin::InitContext;
     use arrow_array::cast::AsArray;
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};

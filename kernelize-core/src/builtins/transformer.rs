@@ -34,11 +34,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::builtins::off_runtime;
+use crate::config::schema_violations;
 use crate::error::{Error, ErrorKind, Result};
 use crate::payload::{Payload, Records};
 use crate::plugin::{
-    Action, ActionContext, ActionRouter, Call, Category, Handler, InitContext, Plugin,
-    PluginMetadata,
+    Action, ActionContext, ActionRouter, Call, Category, Handler, Plugin, PluginMetadata,
 };
 
 /// Plugin id of the data transformer.
@@ -387,10 +387,6 @@ impl Plugin for DataTransformer {
         )
         .author("Kernelize")
         .actions(ROUTER.descriptors())
-    }
-
-    async fn initialize(&mut self, _ctx: InitContext) -> Result<()> {
-        Ok(())
     }
 
     async fn execute(&self, call: Call) -> Result<Payload> {
@@ -748,18 +744,7 @@ fn validate(ctx: &ActionContext, config: &ValidateConfig, input: &Records) -> Re
 
 /// Every way `row` fails the schema, joined, or `None` when it matches.
 fn row_problems(validator: &jsonschema::Validator, row: &Value) -> Option<String> {
-    let problems: Vec<String> = validator
-        .iter_errors(row)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let at = if path.is_empty() {
-                "/".to_string()
-            } else {
-                path
-            };
-            format!("at {at}: {e}")
-        })
-        .collect();
+    let problems = schema_violations(validator, row);
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
@@ -1021,6 +1006,7 @@ fn arrow_error(e: ArrowError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::InitContext;
     use arrow_array::TimestampMicrosecondArray;
     use serde_json::json;
     use tokio_util::sync::CancellationToken;
