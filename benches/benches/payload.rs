@@ -69,6 +69,20 @@ fn csv(c: &mut Criterion) {
     group.bench_function("kernelize", |b| {
         b.iter(|| Records::from_csv(Cursor::new(black_box(&csv)), &CsvOptions::default()).unwrap())
     });
+    group.bench_function("arrow_csv_raw", |b| {
+        b.iter(|| {
+            let format = arrow_csv::reader::Format::default().with_header(true);
+            let (schema, _) = format
+                .infer_schema(Cursor::new(black_box(&csv)), Some(1000))
+                .unwrap();
+            let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                .with_header(true)
+                .with_batch_size(8192)
+                .build(Cursor::new(&csv))
+                .unwrap();
+            reader.collect::<Result<Vec<_>, _>>().unwrap()
+        })
+    });
     group.finish();
 }
 

@@ -359,3 +359,51 @@ fn log_notifier_send_message_prints_what_it_sent() {
     assert_eq!(out["text"], "sync finished");
     assert_eq!(out["channel"], "#data-pipeline");
 }
+
+#[test]
+fn invalid_plugin_config_exits_2_naming_the_field() {
+    let o = kernelize(&[
+        "exec",
+        "log-notifier",
+        "send_message",
+        "--plugin-config",
+        r#"{"limits": {"call_timeout": "soon"}}"#,
+        "--input",
+        r#""hi""#,
+    ]);
+    assert_fails(&o, 2, "invalid --plugin-config");
+    assert!(
+        stderr(&o).contains("invalid duration `soon`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn plugin_settings_reference_missing_secrets_by_name() {
+    let o = kernelize(&[
+        "exec",
+        "log-notifier",
+        "send_message",
+        "--plugin-config",
+        r#"{"settings": {"token": "${secret:chat_token}"}}"#,
+        "--input",
+        r#""hi""#,
+    ]);
+    assert_fails(&o, 2, "secret `chat_token`");
+}
+
+#[test]
+fn logs_on_a_pipe_carry_no_colour_codes() {
+    let o = kernelize(&[
+        "exec",
+        "log-notifier",
+        "send_message",
+        "--input",
+        r#"{"text": "plain please"}"#,
+    ]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("plain please"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

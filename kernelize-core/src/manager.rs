@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ use crate::registry::{PluginFactory, Registry, Resolution, dependents_of};
 
 /// How long a health check may take before the plugin counts as unhealthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a stopping plugin waits for running calls when it has no call timeout.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many recent latencies feed the p50/p99 figures.
 const LATENCY_WINDOW: usize = 1024;
 /// How many recent outcomes feed the error-rate part of health.
@@ -153,8 +156,10 @@ struct ActivePlugin {
     limits: Limits,
     redactor: Redactor,
     slots: Option<Arc<Semaphore>>,
-    /// Calls hold it shared; shutdown takes it exclusively, so it waits for running calls.
-    gate: tokio::sync::RwLock<bool>,
+    /// Calls hold it shared; stopping takes it exclusively, so it waits for running calls.
+    gate: tokio::sync::RwLock<()>,
+    /// Set when stopping begins; a call that gets the gate afterwards is refused.
+    closed: AtomicBool,
     stats: Mutex<Stats>,
     started: Instant,
 }
@@ -615,8 +620,9 @@ impl PluginManager {
     }
 
     async fn run_call(&self, active: &ActivePlugin, call: Call) -> Result<Payload> {
-        let gate = active.gate.read().await;
-        if !*gate {
+        // Gate first, then the flag: a stop that began before we got the gate is seen.
+        let _gate = active.gate.read().await;
+        if active.closed.load(Ordering::Acquire) {
             return Err(
                 Error::new(ErrorKind::InvalidState, "the plugin is shutting down").set_temporary(),
             );
@@ -854,7 +860,8 @@ impl PluginManager {
             limits: config.limits,
             redactor,
             slots,
-            gate: tokio::sync::RwLock::new(true),
+            gate: tokio::sync::RwLock::new(()),
+            closed: AtomicBool::new(false),
             stats: Mutex::new(Stats::default()),
             started: Instant::now(),
         }))
@@ -863,9 +870,19 @@ impl PluginManager {
     /// Waits for running calls to finish, then shuts the plugin down.
     async fn stop(&self, active: &ActivePlugin) {
         let label = active.metadata.label();
+        active.closed.store(true, Ordering::Release);
+        // Let running calls finish, but not forever: a call with no timeout that hangs must
+        // not keep the plugin from stopping.
+        let drain = active.limits.call_timeout.unwrap_or(DRAIN_TIMEOUT);
+        if tokio::time::timeout(drain, active.gate.write())
+            .await
+            .is_err()
         {
-            let mut open = active.gate.write().await;
-            *open = false;
+            tracing::warn!(
+                plugin = %active.metadata.id,
+                "calls still running after {}s; shutting down anyway",
+                drain.as_secs_f64()
+            );
         }
         match active.plugin.shutdown().await {
             Ok(()) => self.audit("plugin.deactivate", label, Outcome::Success, None),
