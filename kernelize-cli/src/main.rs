@@ -4,6 +4,8 @@
 //! Errors go to stderr, one line per cause.
 
 mod commands;
+#[cfg(feature = "compress")]
+mod compress;
 mod input;
 mod output;
 
@@ -27,6 +29,12 @@ enum Command {
     Plugins(PluginsCommand),
     /// Execute one action of a plugin.
     Exec(commands::ExecArgs),
+    /// Compress a file or stdin.
+    #[cfg(feature = "compress")]
+    Compress(compress::CompressArgs),
+    /// Decompress a file or stdin; the codec is recognized from its first bytes.
+    #[cfg(feature = "compress")]
+    Decompress(compress::DecompressArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +86,11 @@ fn main() -> ExitCode {
             }
             Command::Plugins(PluginsCommand::Resolve(args)) => commands::plugins_resolve(args),
             Command::Exec(args) => commands::exec(args).await,
+            // Plain blocking work: run on this thread, outside the runtime's futures.
+            #[cfg(feature = "compress")]
+            Command::Compress(args) => tokio::task::block_in_place(|| compress::compress(args)),
+            #[cfg(feature = "compress")]
+            Command::Decompress(args) => tokio::task::block_in_place(|| compress::decompress(args)),
         }
     });
     match result {

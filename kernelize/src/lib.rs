@@ -6,12 +6,33 @@ pub use kernelize_core::*;
 /// The plugin model crate, by its own name.
 pub use kernelize_core as core;
 
+/// Compression codecs (with any codec feature: `zstd`, `lz4`, `snappy`, `brotli`, `gzip`).
+#[cfg(any(
+    feature = "zstd",
+    feature = "lz4",
+    feature = "snappy",
+    feature = "brotli",
+    feature = "gzip"
+))]
+pub use kernelize_compress as compress;
+
 /// Factories of every built-in plugin this build includes.
 ///
-/// Today these are the `kernelize-core` built-ins (`data-transformer`, `file`,
-/// `log-notifier`); codecs and connectors join them as their features are enabled.
+/// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
+/// plugin per enabled codec (`none` and the codecs the features name); connectors join them
+/// as their features are enabled.
 pub fn builtin_factories() -> Vec<PluginFactory> {
-    kernelize_core::builtins::factories()
+    #[allow(unused_mut)]
+    let mut all = kernelize_core::builtins::factories();
+    #[cfg(any(
+        feature = "zstd",
+        feature = "lz4",
+        feature = "snappy",
+        feature = "brotli",
+        feature = "gzip"
+    ))]
+    all.extend(kernelize_compress::factories());
+    all
 }
 
 /// A [`PluginManager`] with default options and every built-in plugin installed (not yet

@@ -1,0 +1,184 @@
+//! `kernelize compress` and `kernelize decompress` through the built binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn kernelize(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kernelize"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.map(<[u8]>::to_vec).unwrap_or_default();
+    let feeder = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sample() -> Vec<u8> {
+    b"{\"event\": \"order.shipped\", \"order\": 4711, \"carrier\": \"DHL\"}\n".repeat(5_000)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn compress_then_decompress_files_with_each_codec_and_detection_where_possible() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("events.ndjson");
+    std::fs::write(&original, sample()).unwrap();
+    for codec in ["zstd", "lz4", "snappy", "brotli", "gzip", "deflate", "none"] {
+        let packed = dir.path().join(format!("events.{codec}"));
+        let o = kernelize(
+            &["compress", "--codec", codec, path(&original), path(&packed)],
+            None,
+        );
+        assert!(o.status.success(), "{codec}: {}", stderr(&o));
+        let restored = dir.path().join(format!("restored.{codec}"));
+        let detectable = matches!(codec, "zstd" | "lz4" | "snappy" | "gzip");
+        let mut args = vec!["decompress"];
+        if !detectable {
+            args.extend(["--codec", codec]);
+        }
+        args.extend([path(&packed), path(&restored)]);
+        let o = kernelize(&args, None);
+        assert!(o.status.success(), "{codec}: {}", stderr(&o));
+        assert_eq!(std::fs::read(&restored).unwrap(), sample(), "{codec}");
+    }
+}
+
+#[test]
+fn streams_through_stdin_and_stdout() {
+    let o = kernelize(
+        &["compress", "--codec", "zstd", "--level", "9", "-", "-"],
+        Some(&sample()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]));
+    let o = kernelize(&["decompress", "-", "-"], Some(&o.stdout));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, sample());
+}
+
+#[test]
+fn stats_json_is_one_object_on_stderr() {
+    let o = kernelize(
+        &["compress", "--codec", "gzip", "--json", "-", "-"],
+        Some(&sample()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["codec"], "gzip");
+    assert_eq!(stats["level"], 6);
+    assert_eq!(stats["input_bytes"], sample().len());
+    assert_eq!(stats["output_bytes"], o.stdout.len());
+    assert!(stats["ratio"].as_f64().unwrap() > 5.0);
+    for field in ["throughput_mb_s", "wall_time", "memory_estimate"] {
+        assert!(stats[field].is_number(), "{field}");
+    }
+}
+
+#[test]
+fn undetectable_input_exits_2_and_says_to_name_the_codec() {
+    let o = kernelize(
+        &["compress", "--codec", "brotli", "-", "-"],
+        Some(&sample()),
+    );
+    let o = kernelize(&["decompress", "-", "-"], Some(&o.stdout));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("name the codec explicitly"), "{err}");
+}
+
+#[test]
+fn corrupt_input_exits_2_naming_codec_and_offset_and_leaves_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kernelize(&["compress", "--codec", "zstd", "-", "-"], Some(&sample()));
+    let mut packed = o.stdout;
+    let cut = packed.len() / 2;
+    packed.truncate(cut);
+    let input = dir.path().join("cut.zst");
+    std::fs::write(&input, &packed).unwrap();
+    let target = dir.path().join("out.ndjson");
+    let o = kernelize(&["decompress", path(&input), path(&target)], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("zstd data is corrupt or truncated"), "{err}");
+    assert!(err.contains("offset: "), "{err}");
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "a partial file was left"
+    );
+}
+
+#[test]
+fn max_output_stops_a_bomb_with_exit_2() {
+    let zeros = vec![0u8; 16 << 20];
+    let o = kernelize(&["compress", "--codec", "zstd", "-", "-"], Some(&zeros));
+    let o = kernelize(
+        &["decompress", "--max-output", "1000000", "-", "-"],
+        Some(&o.stdout),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("output limit of 1000000 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.len() <= 1_000_000);
+}
+
+#[test]
+fn unknown_codec_and_bad_level_exit_2() {
+    let o = kernelize(&["compress", "--codec", "rar", "-", "-"], Some(b"x"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("available codecs: none, zstd"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kernelize(
+        &["compress", "--codec", "gzip", "--level", "12", "-", "-"],
+        Some(b"x"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("gzip accepts levels 0 to 9; got 12"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn codecs_are_listed_as_plugins() {
+    let o = kernelize(&["plugins", "list", "--json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let zstd = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "zstd")
+        .unwrap();
+    assert_eq!(zstd["category"], "compressor");
+    assert_eq!(
+        zstd["actions"],
+        serde_json::json!(["compress", "decompress"])
+    );
+}
