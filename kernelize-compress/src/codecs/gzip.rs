@@ -53,19 +53,19 @@ use kernelize_core::{Error, ErrorKind, Result};
 
 use crate::codec::{Codec, CompressOptions, DecompressOptions, Encoder, LevelRange};
 
-/// The gzip codec (RFC 1952).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GzipCodec;
+/// Deflate-based codecs: gzip (RFC 1952: a header, deflate, CRC-32 and length) or raw
+/// deflate (RFC 1951). One type, since they differ only in the wrapper.
+#[derive(Debug, Clone, Copy)]
+pub struct FlateCodec {
+    /// Whether streams carry the gzip header and trailer.
+    gzip: bool,
+}
 
-/// The one gzip instance.
-pub static GZIP: GzipCodec = GzipCodec;
+/// The gzip codec (RFC 1952).
+pub static GZIP: FlateCodec = FlateCodec { gzip: true };
 
 /// The raw deflate codec (RFC 1951).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeflateCodec;
-
-/// The one raw deflate instance.
-pub static DEFLATE: DeflateCodec = DeflateCodec;
+pub static DEFLATE: FlateCodec = FlateCodec { gzip: false };
 
 /// Level used when none is given: 6, as the `gzip` command and zlib.
 pub const DEFAULT_LEVEL: i32 = 6;
@@ -277,80 +277,33 @@ fn level(codec: &dyn Codec, options: &CompressOptions) -> Result<u32> {
 /// `zlib-rs` allocates the same tables.
 const DEFLATE_MEMORY: u64 = (1 << (15 + 2)) + (1 << (8 + 9)) + 6 * 1024;
 
-impl Codec for GzipCodec {
+impl Codec for FlateCodec {
     fn name(&self) -> &'static str {
-        "gzip"
+        if self.gzip { "gzip" } else { "deflate" }
     }
 
+    /// gzip: `application/gzip`. Raw deflate: `application/octet-stream`, as it has no
+    /// registered media type (HTTP's `deflate` content coding is the zlib format of
+    /// RFC 1950, not this).
     fn media_type(&self) -> &'static str {
-        "application/gzip"
+        if self.gzip {
+            "application/gzip"
+        } else {
+            "application/octet-stream"
+        }
     }
 
     fn extension(&self) -> &'static str {
-        "gz"
+        if self.gzip { "gz" } else { "deflate" }
     }
 
     fn levels(&self) -> LevelRange {
         LEVELS
     }
 
+    /// gzip's `1f 8b`; raw deflate has none.
     fn magic(&self) -> Option<&'static [u8]> {
-        Some(&[0x1f, 0x8b])
-    }
-
-    /// About 268 KB at every level: see [`DEFLATE`]'s tables (zlib's formula for
-    /// windowBits 15, memLevel 8).
-    fn memory_estimate(&self, _options: &CompressOptions) -> u64 {
-        DEFLATE_MEMORY
-    }
-
-    fn encoder<'a>(
-        &self,
-        output: Box<dyn Write + 'a>,
-        options: &CompressOptions,
-    ) -> Result<Box<dyn Encoder + 'a>> {
-        let level = level(self, options)?;
-        Ok(Box::new(DeflateWriter::new(output, level, true)?))
-    }
-
-    /// Reads every member of the file, as `gzip -d` does, checking each one's CRC-32 and
-    /// length; bytes after the last member that are not another member are an error.
-    fn decoder<'a>(
-        &self,
-        input: Box<dyn BufRead + 'a>,
-        _options: &DecompressOptions,
-    ) -> Result<Box<dyn Read + 'a>> {
-        Ok(Box::new(StartOnData::new(input, |input| {
-            Box::new(flate2::bufread::MultiGzDecoder::new(input))
-        })))
-    }
-
-    fn compress(&self, data: &[u8], options: &CompressOptions) -> Result<Vec<u8>> {
-        compress_buffer(data, level(self, options)?, true)
-    }
-}
-
-impl Codec for DeflateCodec {
-    fn name(&self) -> &'static str {
-        "deflate"
-    }
-
-    /// `application/octet-stream`: raw deflate has no registered media type. (HTTP's
-    /// `deflate` content coding is the zlib format of RFC 1950, not this.)
-    fn media_type(&self) -> &'static str {
-        "application/octet-stream"
-    }
-
-    fn extension(&self) -> &'static str {
-        "deflate"
-    }
-
-    fn levels(&self) -> LevelRange {
-        LEVELS
-    }
-
-    fn magic(&self) -> Option<&'static [u8]> {
-        None
+        self.gzip.then_some(&[0x1f, 0x8b][..])
     }
 
     /// About 268 KB at every level, from zlib's documented formula
@@ -366,22 +319,30 @@ impl Codec for DeflateCodec {
         options: &CompressOptions,
     ) -> Result<Box<dyn Encoder + 'a>> {
         let level = level(self, options)?;
-        Ok(Box::new(DeflateWriter::new(output, level, false)?))
+        Ok(Box::new(DeflateWriter::new(output, level, self.gzip)?))
     }
 
-    /// Reads up to the final block and no further; the engine reports any byte after it.
+    /// gzip reads every member of the file, as `gzip -d` does, checking each one's CRC-32
+    /// and length. Raw deflate reads up to the final block and no further. Either way the
+    /// engine reports any byte after the end.
     fn decoder<'a>(
         &self,
         input: Box<dyn BufRead + 'a>,
         _options: &DecompressOptions,
     ) -> Result<Box<dyn Read + 'a>> {
-        Ok(Box::new(StartOnData::new(input, |input| {
-            Box::new(flate2::bufread::DeflateDecoder::new(input))
-        })))
+        if self.gzip {
+            Ok(Box::new(StartOnData::new(input, |input| {
+                Box::new(flate2::bufread::MultiGzDecoder::new(input))
+            })))
+        } else {
+            Ok(Box::new(StartOnData::new(input, |input| {
+                Box::new(flate2::bufread::DeflateDecoder::new(input))
+            })))
+        }
     }
 
     fn compress(&self, data: &[u8], options: &CompressOptions) -> Result<Vec<u8>> {
-        compress_buffer(data, level(self, options)?, false)
+        compress_buffer(data, level(self, options)?, self.gzip)
     }
 }
 

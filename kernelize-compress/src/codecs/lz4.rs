@@ -509,46 +509,27 @@ impl Codec for Lz4Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codecs::test_data;
     use crate::engine;
 
     fn text(len: usize) -> Vec<u8> {
-        let words = [
-            "block ", "frame ", "magic ", "xxhash ", "4096 ", "literal ", "\n",
-        ];
-        let mut out = Vec::with_capacity(len + 8);
-        let mut x: u32 = 99;
-        while out.len() < len {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
-        }
-        out.truncate(len);
-        out
+        test_data::text(len, 99)
     }
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        test_data::noise(len, 0x2545f4914f6cdd1d)
     }
 
     fn packed(data: &[u8], options: &CompressOptions) -> Vec<u8> {
-        engine::compress(&LZ4, data, options).unwrap().0
+        test_data::packed_with(&LZ4, data, options)
     }
 
     fn unpacked(data: &[u8]) -> Result<Vec<u8>> {
-        engine::decompress(&LZ4, data, &DecompressOptions::default()).map(|(d, _)| d)
+        test_data::unpacked_with(&LZ4, data)
     }
 
     fn streamed(data: &[u8], options: &CompressOptions) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        engine::compress_stream(&LZ4, &mut &data[..], &mut out, options)?;
-        Ok(out)
+        test_data::streamed_with(&LZ4, data, options)
     }
 
     fn flex_decoded(frame: &[u8]) -> Vec<u8> {
@@ -558,10 +539,7 @@ mod tests {
     }
 
     fn assert_corrupt(result: Result<Vec<u8>>) -> Error {
-        let err = result.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::CorruptData, "{err}");
-        assert!(err.to_string().contains("lz4"), "{err}");
-        err
+        test_data::assert_corrupt_for("lz4", result)
     }
 
     fn no_checksum() -> CompressOptions {

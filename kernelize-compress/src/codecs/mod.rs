@@ -11,3 +11,6 @@ pub mod none;
 pub mod snappy;
 #[cfg(feature = "zstd")]
 pub mod zstd;
+
+#[cfg(test)]
+mod test_data;

@@ -267,32 +267,15 @@ impl Codec for SnappyCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codecs::test_data;
     use crate::engine;
 
     fn text(len: usize) -> Vec<u8> {
-        let words = [
-            "snap ", "crackle ", "pop ", "frame ", "chunk ", "1024 ", "\n",
-        ];
-        let mut out = Vec::with_capacity(len + 8);
-        let mut x: u32 = 7;
-        while out.len() < len {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
-        }
-        out.truncate(len);
-        out
+        test_data::text(len, 7)
     }
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        test_data::noise(len, 0x9e3779b97f4a7c15)
     }
 
     fn packed(data: &[u8]) -> Vec<u8> {
@@ -302,7 +285,7 @@ mod tests {
     }
 
     fn unpacked(data: &[u8]) -> Result<Vec<u8>> {
-        engine::decompress(&SNAPPY, data, &DecompressOptions::default()).map(|(d, _)| d)
+        test_data::unpacked_with(&SNAPPY, data)
     }
 
     fn streamed(data: &[u8]) -> Vec<u8> {
@@ -318,10 +301,7 @@ mod tests {
     }
 
     fn assert_corrupt(result: Result<Vec<u8>>) -> Error {
-        let err = result.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::CorruptData, "{err}");
-        assert!(err.to_string().contains("snappy"), "{err}");
-        err
+        test_data::assert_corrupt_for("snappy", result)
     }
 
     #[test]

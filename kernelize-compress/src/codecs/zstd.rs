@@ -879,59 +879,31 @@ mod memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codecs::test_data;
     use crate::engine;
 
     fn text(len: usize) -> Vec<u8> {
-        let words = [
-            "frame ",
-            "window ",
-            "entropy ",
-            "huffman ",
-            "sequence ",
-            "2026 ",
-            "\n",
-        ];
-        let mut out = Vec::with_capacity(len + 8);
-        let mut x: u32 = 3;
-        while out.len() < len {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
-        }
-        out.truncate(len);
-        out
+        test_data::text(len, 3)
     }
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x1234_5678_9ABC_DEF1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        test_data::noise(len, 0x123456789abcdef1)
     }
 
     fn packed(data: &[u8], options: &CompressOptions) -> Vec<u8> {
-        engine::compress(&ZSTD, data, options).unwrap().0
+        test_data::packed_with(&ZSTD, data, options)
     }
 
     fn unpacked(data: &[u8]) -> Result<Vec<u8>> {
-        engine::decompress(&ZSTD, data, &DecompressOptions::default()).map(|(d, _)| d)
+        test_data::unpacked_with(&ZSTD, data)
     }
 
     fn streamed(data: &[u8], options: &CompressOptions) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        engine::compress_stream(&ZSTD, &mut &data[..], &mut out, options)?;
-        Ok(out)
+        test_data::streamed_with(&ZSTD, data, options)
     }
 
     fn assert_corrupt(result: Result<Vec<u8>>) -> Error {
-        let err = result.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::CorruptData, "{err}");
-        assert!(err.to_string().contains("zstd"), "{err}");
-        err
+        test_data::assert_corrupt_for("zstd", result)
     }
 
     fn with_dictionary(dictionary: &Arc<Vec<u8>>) -> (CompressOptions, DecompressOptions) {
