@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 the work failed, 2 bad usage, bad config or invalid input.
 //! Errors go to stderr, one line per cause.
 
+#[cfg(feature = "compress")]
+mod bench;
 mod commands;
 #[cfg(feature = "compress")]
 mod compress;
@@ -35,6 +37,18 @@ enum Command {
     /// Decompress a file or stdin; the codec is recognized from its first bytes.
     #[cfg(feature = "compress")]
     Decompress(compress::DecompressArgs),
+    /// Measure codecs.
+    #[cfg(feature = "compress")]
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[cfg(feature = "compress")]
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Ratio, compress and decompress MB/s (median of several runs) and peak memory per
+    /// file, codec and level.
+    Compress(bench::BenchCompressArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +105,10 @@ fn main() -> ExitCode {
             Command::Compress(args) => tokio::task::block_in_place(|| compress::compress(args)),
             #[cfg(feature = "compress")]
             Command::Decompress(args) => tokio::task::block_in_place(|| compress::decompress(args)),
+            #[cfg(feature = "compress")]
+            Command::Bench(BenchCommand::Compress(args)) => {
+                tokio::task::block_in_place(|| bench::bench_compress(args))
+            }
         }
     });
     match result {

@@ -182,3 +182,183 @@ fn codecs_are_listed_as_plugins() {
         serde_json::json!(["compress", "decompress"])
     );
 }
+
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn auto_stores_incompressible_data_and_says_why() {
+    let data = noise(1 << 20);
+    let o = kernelize(
+        &["compress", "--codec", "auto", "--json", "-", "-"],
+        Some(&data),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(stats["codec"], "none");
+    assert!(
+        stats["choice"].as_str().unwrap().contains("incompressible"),
+        "{stats}"
+    );
+    assert_eq!(o.stdout, data);
+}
+
+#[test]
+fn auto_picks_a_real_codec_for_text_by_goal_and_the_result_decompresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, sample()).unwrap();
+    let mut chosen = Vec::new();
+    for goal in ["speed", "balanced", "ratio"] {
+        let out = dir.path().join(format!("out.{goal}"));
+        let o = kernelize(
+            &[
+                "compress",
+                "--codec",
+                "auto",
+                "--goal",
+                goal,
+                "--json",
+                path(&input),
+                path(&out),
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+        assert_ne!(stats["codec"], "none", "{stats}");
+        assert!(
+            stats["choice"].as_str().unwrap().starts_with(goal),
+            "{stats}"
+        );
+        chosen.push((
+            stats["codec"].as_str().unwrap().to_string(),
+            stats["ratio"].as_f64().unwrap(),
+        ));
+        let codec = stats["codec"].as_str().unwrap().to_string();
+        let back = dir.path().join(format!("back.{goal}"));
+        let o = kernelize(
+            &["decompress", "--codec", &codec, path(&out), path(&back)],
+            None,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&back).unwrap(), sample());
+    }
+    // Asking for ratio never gives a worse ratio than asking for speed.
+    assert!(chosen[2].1 >= chosen[0].1, "{chosen:?}");
+}
+
+#[test]
+fn an_unknown_goal_exits_2() {
+    let o = kernelize(
+        &["compress", "--codec", "auto", "--goal", "cheap", "-", "-"],
+        Some(b"x"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("goals: speed, balanced, ratio"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn trained_dictionaries_compress_small_records_and_are_needed_to_decompress() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = dir.path().join("samples");
+    std::fs::create_dir(&samples).unwrap();
+    for i in 0..300 {
+        let record = format!(
+            "{{\"event\":\"order.shipped\",\"order_id\":{},\"customer\":{{\"id\":{},\"tier\":\"gold\"}},\"items\":[{{\"sku\":\"SKU-{}\",\"qty\":{}}}],\"carrier\":\"DHL\",\"ts\":\"2026-11-26T10:{:02}:00Z\"}}",
+            1000 + i,
+            77 + i % 13,
+            i % 50,
+            1 + i % 4,
+            i % 60
+        );
+        std::fs::write(samples.join(format!("{i}.json")), record).unwrap();
+    }
+    let dict = dir.path().join("orders.dict");
+    let o = kernelize(
+        &[
+            "compress",
+            "--train-dict",
+            path(&samples),
+            "--dict-size",
+            "4096",
+            "-o",
+            path(&dict),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(&dict).unwrap().len() <= 4096);
+
+    let record = std::fs::read(samples.join("7.json")).unwrap();
+    let plain = kernelize(&["compress", "-", "-"], Some(&record)).stdout;
+    let with = kernelize(
+        &["compress", "--dict", path(&dict), "-", "-"],
+        Some(&record),
+    );
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert!(
+        with.stdout.len() * 2 <= plain.len(),
+        "{} vs {}",
+        with.stdout.len(),
+        plain.len()
+    );
+
+    let back = kernelize(
+        &["decompress", "--dict", path(&dict), "-", "-"],
+        Some(&with.stdout),
+    );
+    assert_eq!(back.stdout, record);
+    let without = kernelize(&["decompress", "-", "-"], Some(&with.stdout));
+    assert_eq!(without.status.code(), Some(2), "{}", stderr(&without));
+}
+
+#[test]
+fn bench_compress_measures_every_file_codec_and_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("texts")).unwrap();
+    std::fs::write(dir.path().join("texts/events.ndjson"), sample()).unwrap();
+    std::fs::write(dir.path().join("noise.bin"), noise(100_000)).unwrap();
+    let o = kernelize(
+        &[
+            "bench",
+            "compress",
+            "--corpus",
+            path(dir.path()),
+            "--codecs",
+            "zstd,lz4",
+            "--levels",
+            "1,3",
+            "--runs",
+            "1",
+            "--json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    // zstd at 1 and 3, lz4 at 0 only (it has no levels 1 or 3): no lz4 rows.
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let text = rows
+        .iter()
+        .find(|r| r["file"] == "texts/events.ndjson" && r["level"] == 3)
+        .unwrap();
+    assert!(text["ratio"].as_f64().unwrap() > 10.0);
+    for field in ["compress_mb_s", "decompress_mb_s", "memory_estimate_bytes"] {
+        assert!(text[field].as_f64().unwrap() > 0.0, "{field}");
+    }
+}
