@@ -14,7 +14,7 @@ use crate::output::{emit, print_table};
 /// Arguments of `kernelize bench compress`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchCompressArgs {
-    /// Corpus directory (every file below it); default `$KERNELIZE_CORPUS` or
+    /// Corpus directory (every file below it) or one file; default `$KERNELIZE_CORPUS` or
     /// `/var/tmp/kernelize-corpus`.
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
@@ -60,7 +60,11 @@ pub(crate) fn bench_compress(args: BenchCompressArgs) -> Result<()> {
         .or_else(|| std::env::var_os("KERNELIZE_CORPUS").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/tmp/kernelize-corpus"));
     let mut files = Vec::new();
-    collect_files(&corpus, &mut files)?;
+    if corpus.is_file() {
+        files.push(corpus.clone());
+    } else {
+        collect_files(&corpus, &mut files)?;
+    }
     files.sort();
     if files.is_empty() {
         return Err(Error::new(
@@ -107,11 +111,13 @@ pub(crate) fn bench_compress(args: BenchCompressArgs) -> Result<()> {
     for file in &files {
         let data =
             std::fs::read(file).map_err(|e| Error::from(e).with_context("file", file.display()))?;
-        let name = file
-            .strip_prefix(&corpus)
-            .unwrap_or(file)
-            .display()
-            .to_string();
+        let name = match file.strip_prefix(&corpus) {
+            Ok(rest) if !rest.as_os_str().is_empty() => rest.display().to_string(),
+            _ => file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
         for (codec, level) in &plan {
             progress.set_message(format!("{name} {} {level}", codec.name()));
             results.push(measure(&name, &data, *codec, *level, runs)?);
