@@ -207,6 +207,21 @@ pub trait Codec: Send + Sync + 'static {
         options: &DecompressOptions,
     ) -> Result<Box<dyn Read + 'a>>;
 
+    /// Decompresses a whole buffer in one call, when the codec has a faster path than
+    /// streaming for this input; `None` when it has not (the engine then streams).
+    ///
+    /// It must stay within `options.max_output` and refuse trailing data. Its errors need not
+    /// be precise: on any error the engine decompresses again through [`Codec::decoder`],
+    /// which reports the offset.
+    fn decompress_whole(
+        &self,
+        data: &[u8],
+        options: &DecompressOptions,
+    ) -> Option<Result<Vec<u8>>> {
+        let _ = (data, options);
+        None
+    }
+
     /// Compresses a whole buffer. The default streams through [`Codec::encoder`]; codecs
     /// override it with the library's own one-shot call where that is faster.
     fn compress(&self, data: &[u8], options: &CompressOptions) -> Result<Vec<u8>> {

@@ -142,6 +142,23 @@ pub fn decompress(
     data: &[u8],
     options: &DecompressOptions,
 ) -> Result<(Vec<u8>, CompressionStats)> {
+    let started = Instant::now();
+    if !data.is_empty()
+        && let Some(Ok(out)) = codec.decompress_whole(data, options)
+        && out.len() as u64 <= options.max_output
+    {
+        let stats = CompressionStats::new(
+            codec,
+            None,
+            Direction::Decompress,
+            data.len() as u64,
+            out.len() as u64,
+            started.elapsed(),
+            0,
+        );
+        return Ok((out, stats));
+    }
+    // The streaming path: also the one that explains a failure of the fast path precisely.
     // Grow with the output rather than trusting any size the input claims.
     let mut out = Vec::with_capacity(
         data.len()

@@ -443,6 +443,47 @@ impl Codec for ZstdCodec {
         }))
     }
 
+    /// One `ZSTD_decompressDCtx` call into a buffer of the size the frame header records
+    /// (the zstd command and our compressor record it), when that size is within
+    /// `max_output` and plausible for the input's length; the checksum is verified as in
+    /// streaming. Frames without a recorded size, and concatenated frames, take the
+    /// streaming path.
+    fn decompress_whole(
+        &self,
+        data: &[u8],
+        options: &DecompressOptions,
+    ) -> Option<Result<Vec<u8>>> {
+        let size = zstd::zstd_safe::get_frame_content_size(data).ok()??;
+        // The size is the input's claim: allocate it up front only when it is plausible for
+        // this much input (at most 64 times as large, or 1 MiB). Higher ratios (long runs
+        // of zeros) stream, growing with what actually decodes.
+        let plausible = (data.len() as u64).saturating_mul(64).max(1 << 20);
+        if size > options.max_output || size > plausible {
+            return None;
+        }
+        let size = usize::try_from(size).ok()?;
+        let dictionary = options.dictionary.as_deref().map_or(&[][..], Vec::as_slice);
+        let run = || -> Result<Vec<u8>> {
+            let mut decompressor =
+                zstd::bulk::Decompressor::with_dictionary(dictionary).map_err(dictionary_error)?;
+            decompressor
+                .set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log_limit(
+                    options.max_output,
+                )))
+                .map_err(parameter_error)?;
+            let mut out = Vec::with_capacity(size);
+            decompressor.decompress_to_buffer(data, &mut out)?;
+            if out.len() != size {
+                return Err(Error::new(
+                    ErrorKind::CorruptData,
+                    "zstd frame content size does not match its data",
+                ));
+            }
+            Ok(out)
+        };
+        Some(run())
+    }
+
     /// One `ZSTD_compress2` call through [`zstd::bulk::Compressor`] (see the module docs):
     /// the same bytes as the raw crate at the same settings. `size_hint` is taken to be the
     /// buffer's length (for the thread count; libzstd records the true size itself).
