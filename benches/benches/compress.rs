@@ -46,8 +46,13 @@ fn raw_compress(codec: &str, level: i32, data: &[u8]) -> Vec<u8> {
             c.compress(data).unwrap()
         }
         "lz4" => {
-            let mut info = lz4_flex::frame::FrameInfo::new();
-            info.content_checksum = true;
+            // The frame Kernelize writes: the `lz4` command's defaults (4 MiB independent
+            // blocks, content checksum) plus the content size.
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max4MB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent)
+                .content_checksum(true)
+                .content_size(Some(data.len() as u64));
             let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
             e.write_all(data).unwrap();
             e.finish().unwrap()
@@ -59,9 +64,15 @@ fn raw_compress(codec: &str, level: i32, data: &[u8]) -> Vec<u8> {
         }
         "brotli" => {
             let mut out = Vec::new();
+            // The window Kernelize (and the `brotli` command) picks: the smallest holding
+            // the input, at most 24; and the size hint.
+            let lgwin = (10..24)
+                .find(|w| (1u64 << w) - 16 >= data.len() as u64)
+                .unwrap_or(24);
             let params = brotli::enc::BrotliEncoderParams {
                 quality: level,
-                lgwin: 22,
+                lgwin,
+                size_hint: data.len(),
                 ..Default::default()
             };
             brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
