@@ -362,3 +362,117 @@ fn bench_compress_measures_every_file_codec_and_level() {
         assert!(text[field].as_f64().unwrap() > 0.0, "{field}");
     }
 }
+
+/// Runs `kernelize ARGS`, feeding `feed_bytes` of zeros (or `input`) to stdin in 1 MiB
+/// writes, discarding stdout, and returns (exit status, stdout bytes, peak resident bytes
+/// seen while it ran).
+fn run_streaming(args: &[&str], feed_bytes: u64, input: Option<Vec<u8>>) -> (bool, u64, u64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kernelize"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || match input {
+        Some(data) => {
+            let _ = stdin.write_all(&data);
+        }
+        None => {
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..feed_bytes / chunk.len() as u64 {
+                if stdin.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    if let Some(kib) = status
+                        .lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        peak = peak.max(kib * 1024);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let mut stdout = child.stdout.take().unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    feeder.join().unwrap();
+    let status = child.wait().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (status.success(), total, watcher.join().unwrap())
+}
+
+#[test]
+fn two_gibibytes_stream_through_stdin_and_stdout_in_bounded_memory() {
+    const TWO_GIB: u64 = 2 << 30;
+    const BOUND: u64 = 64 << 20;
+    let (ok, packed_len, peak) = run_streaming(
+        &["compress", "--codec", "zstd", "--level", "1", "-", "-"],
+        TWO_GIB,
+        None,
+    );
+    assert!(ok);
+    assert!(peak > 0, "the peak memory could not be read");
+    assert!(
+        peak < BOUND,
+        "compressing 2 GiB peaked at {} MiB",
+        peak >> 20
+    );
+
+    // Decompress the same stream: compress it again, keeping the (small) result.
+    let packed = {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kernelize"))
+            .args(["compress", "--codec", "zstd", "--level", "1", "-", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..TWO_GIB / chunk.len() as u64 {
+                stdin.write_all(&chunk).unwrap();
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        out.stdout
+    };
+    assert_eq!(packed.len() as u64, packed_len);
+    let (ok, unpacked_len, peak) = run_streaming(
+        &["decompress", "--max-output", "3000000000", "-", "-"],
+        0,
+        Some(packed),
+    );
+    assert!(ok);
+    assert_eq!(unpacked_len, TWO_GIB);
+    assert!(
+        peak < BOUND,
+        "decompressing 2 GiB peaked at {} MiB",
+        peak >> 20
+    );
+}
