@@ -396,15 +396,17 @@ fn run_streaming(args: &[&str], feed_bytes: u64, input: Option<Vec<u8>>) -> (boo
         std::thread::spawn(move || {
             let mut peak = 0u64;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    if let Some(kib) = status
-                        .lines()
-                        .find(|l| l.starts_with("VmHWM:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|v| v.parse::<u64>().ok())
-                    {
-                        peak = peak.max(kib * 1024);
-                    }
+                let kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|status| {
+                        status
+                            .lines()
+                            .find(|l| l.starts_with("VmHWM:"))
+                            .and_then(|l| l.split_whitespace().nth(1))
+                            .and_then(|v| v.parse::<u64>().ok())
+                    });
+                if let Some(kib) = kib {
+                    peak = peak.max(kib * 1024);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
