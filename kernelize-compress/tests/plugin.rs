@@ -51,18 +51,22 @@ async fn every_codec_is_a_plugin_with_compress_and_decompress_actions() {
     manager.deactivate_all().await;
 }
 
-#[tokio::test]
-async fn plugin_settings_are_defaults_that_a_call_overrides() {
-    let Some(codec) = codecs()
+/// The first codec with more than one level, and a manager with every codec installed.
+fn codec_with_levels_and_manager() -> (&'static dyn kernelize_compress::Codec, PluginManager) {
+    let codec = codecs()
         .into_iter()
         .find(|c| c.levels().max > c.levels().min)
-    else {
-        return;
-    };
+        .expect("a codec with levels is enabled");
     let manager = PluginManager::new();
     manager
         .install_all(kernelize_compress::factories())
         .unwrap();
+    (codec, manager)
+}
+
+#[tokio::test]
+async fn plugin_settings_are_defaults_that_a_call_overrides() {
+    let (codec, manager) = codec_with_levels_and_manager();
     let (low, high) = (codec.levels().min, codec.levels().max.min(19));
     manager.configure(
         codec.name(),
@@ -96,16 +100,7 @@ async fn plugin_settings_are_defaults_that_a_call_overrides() {
 
 #[tokio::test]
 async fn an_out_of_range_level_is_refused_naming_the_range() {
-    let Some(codec) = codecs()
-        .into_iter()
-        .find(|c| c.levels().max > c.levels().min)
-    else {
-        return;
-    };
-    let manager = PluginManager::new();
-    manager
-        .install_all(kernelize_compress::factories())
-        .unwrap();
+    let (codec, manager) = codec_with_levels_and_manager();
     manager.activate(codec.name()).await.unwrap();
     let err = manager
         .call(

@@ -258,3 +258,26 @@ fn output_exactly_at_the_limit_is_allowed() {
         assert_eq!(d, data);
     }
 }
+
+#[test]
+fn flush_makes_everything_written_so_far_decodable() {
+    use std::io::Read;
+    for codec in codecs() {
+        let mut out = Vec::new();
+        {
+            let mut encoder = codec
+                .encoder(Box::new(&mut out), &CompressOptions::default())
+                .unwrap();
+            encoder.write_all(b"first part").unwrap();
+            encoder.flush().unwrap();
+        }
+        let mut decoder = codec
+            .decoder(Box::new(&out[..]), &DecompressOptions::default())
+            .unwrap();
+        let mut got = vec![0u8; 10];
+        decoder
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{}: {e}", codec.name()));
+        assert_eq!(got, b"first part", "{}", codec.name());
+    }
+}

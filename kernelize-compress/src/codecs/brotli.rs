@@ -703,24 +703,6 @@ mod tests {
     }
 
     #[test]
-    fn flush_makes_everything_written_so_far_decodable() {
-        let mut out = Vec::new();
-        {
-            let mut encoder = BROTLI
-                .encoder(Box::new(&mut out), &with(Some(5), None))
-                .unwrap();
-            encoder.write_all(b"first part").unwrap();
-            encoder.flush().unwrap();
-        }
-        let mut decoder = BROTLI
-            .decoder(Box::new(&out[..]), &DecompressOptions::default())
-            .unwrap();
-        let mut got = vec![0u8; 10];
-        decoder.read_exact(&mut got).unwrap();
-        assert_eq!(got, b"first part");
-    }
-
-    #[test]
     fn memory_estimate_grows_with_quality_and_window() {
         let sized = |level, window_log| CompressOptions {
             level: Some(level),

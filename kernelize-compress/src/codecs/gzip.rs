@@ -601,23 +601,6 @@ mod tests {
     }
 
     #[test]
-    fn flush_makes_everything_written_so_far_decodable() {
-        let mut out = Vec::new();
-        {
-            let mut encoder = DEFLATE.encoder(Box::new(&mut out), &at(6)).unwrap();
-            encoder.write_all(b"first part").unwrap();
-            encoder.flush().unwrap();
-            encoder.flush().unwrap();
-        }
-        let mut decoder = DEFLATE
-            .decoder(Box::new(&out[..]), &DecompressOptions::default())
-            .unwrap();
-        let mut got = vec![0u8; 10];
-        decoder.read_exact(&mut got).unwrap();
-        assert_eq!(got, b"first part");
-    }
-
-    #[test]
     fn dropping_an_encoder_without_finish_leaves_a_truncated_stream() {
         let mut out = Vec::new();
         {
