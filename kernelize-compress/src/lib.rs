@@ -6,6 +6,8 @@ pub mod codec;
 pub mod codecs;
 pub mod detect;
 pub mod engine;
+#[cfg(any(feature = "png", feature = "jpeg", feature = "webp"))]
+pub mod image;
 pub mod plugin;
 
 pub use auto::{Choice, Goal};
