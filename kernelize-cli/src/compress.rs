@@ -16,7 +16,8 @@ use kernelize::{Error, ErrorKind, Result};
 #[derive(Debug, Args)]
 pub(crate) struct CompressArgs {
     /// Codec: zstd (default), lz4, snappy, brotli, gzip, deflate, none, or auto (sample the
-    /// input and choose by --goal).
+    /// input and choose by --goal); for images (PNG, JPEG, BMP or TIFF input): png, jpeg,
+    /// webp (lossless).
     #[arg(long, default_value = "zstd")]
     codec: String,
     /// What `--codec auto` optimizes: speed, balanced or ratio.
@@ -32,6 +33,13 @@ pub(crate) struct CompressArgs {
     /// Where `--train-dict` writes the dictionary.
     #[arg(short = 'o', value_name = "DICT")]
     out: Option<PathBuf>,
+    /// Image quality, 1 to 100 (jpeg; default 85).
+    #[arg(long)]
+    quality: Option<u8>,
+    /// Largest image accepted, in pixels (width x height); larger ones are refused before
+    /// decoding.
+    #[arg(long, value_name = "PIXELS")]
+    max_pixels: Option<u64>,
     /// Compression level (brotli: quality); default: the codec's default.
     #[arg(long, allow_negative_numbers = true)]
     level: Option<i32>,
@@ -98,6 +106,16 @@ pub(crate) fn compress(args: CompressArgs) -> Result<()> {
             "compress needs an input and an output",
         ));
     };
+    #[cfg(feature = "images")]
+    if let Some(format) = image_format(&args.codec) {
+        return compress_image(&args, format, input, output);
+    }
+    if args.quality.is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--quality is for image codecs (jpeg); use --level for the others",
+        ));
+    }
     let mut options = CompressOptions {
         level: args.level,
         checksum: !args.no_checksum,
@@ -128,6 +146,75 @@ pub(crate) fn compress(args: CompressArgs) -> Result<()> {
     })?;
     stats.choice = choice;
     report(&stats, args.stats, args.json)
+}
+
+#[cfg(feature = "images")]
+fn image_format(codec: &str) -> Option<compress::image::ImageFormat> {
+    use compress::image::ImageFormat;
+    match codec {
+        "png" => Some(ImageFormat::Png),
+        "jpeg" | "jpg" => Some(ImageFormat::Jpeg),
+        "webp" => Some(ImageFormat::WebpLossless),
+        _ => None,
+    }
+}
+
+/// Images are decoded whole, so their input is read into memory, up to this many bytes.
+#[cfg(feature = "images")]
+const MAX_IMAGE_INPUT: u64 = 1 << 30;
+
+/// `compress --codec png|jpeg|webp`: re-encodes an image and reports its quality figures.
+#[cfg(feature = "images")]
+fn compress_image(
+    args: &CompressArgs,
+    format: compress::image::ImageFormat,
+    input: &str,
+    output: &str,
+) -> Result<()> {
+    let mut data = Vec::new();
+    open_input(input)?
+        .take(MAX_IMAGE_INPUT + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::from(e).with_context("input", input))?;
+    if data.len() as u64 > MAX_IMAGE_INPUT {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("the image input is larger than {MAX_IMAGE_INPUT} bytes"),
+        ));
+    }
+    let mut options = compress::image::ImageOptions {
+        quality: args.quality,
+        ..Default::default()
+    };
+    if let Some(max) = args.max_pixels {
+        options.max_pixels = max;
+    }
+    let (encoded, stats) = compress::image::encode(&data, format, &options)?;
+    with_output(input, output, |out| {
+        out.write_all(&encoded)
+            .map_err(|e| Error::from(e).with_context("output", output))?;
+        Ok(())
+    })?;
+    if args.json {
+        eprintln!("{}", serde_json::to_string(&stats)?);
+    } else if args.stats {
+        eprintln!(
+            "{} {}x{}: {} -> {} bytes, {:.3} bits per pixel, PSNR {}, SSIM {:.4}, {:.3} s",
+            format.name(),
+            stats.width,
+            stats.height,
+            stats.input_bytes,
+            stats.output_bytes,
+            stats.bits_per_pixel,
+            stats
+                .psnr_db
+                .map(|p| format!("{p:.2} dB"))
+                .unwrap_or_else(|| "infinite (identical)".into()),
+            stats.ssim,
+            stats.wall_time.as_secs_f64(),
+        );
+    }
+    Ok(())
 }
 
 /// The sample `--codec auto` estimates from, and the reader to compress from afterwards:
@@ -242,11 +329,11 @@ fn read_dictionary(path: Option<&Path>) -> Result<Option<Arc<Vec<u8>>>> {
 
 /// Runs `work` writing to the output. A file output is written beside its final name and
 /// renamed into place only on success, so a failure never leaves a half-written file.
-fn with_output(
+fn with_output<T>(
     input: &str,
     output: &str,
-    work: impl FnOnce(&mut dyn Write) -> Result<CompressionStats>,
-) -> Result<CompressionStats> {
+    work: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
     if output == "-" {
         let stdout = std::io::stdout();
         let mut writer = BufWriter::with_capacity(128 * 1024, stdout.lock());

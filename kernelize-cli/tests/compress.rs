@@ -478,3 +478,125 @@ fn two_gibibytes_stream_through_stdin_and_stdout_in_bounded_memory() {
         peak >> 20
     );
 }
+
+/// A 24-bit BMP of `w` x `h` with a gradient and a disc: a real image file, written by hand.
+fn bmp(w: u32, h: u32) -> Vec<u8> {
+    let row = (w * 3).div_ceil(4) * 4;
+    let size = 54 + row * h;
+    let mut out = Vec::with_capacity(size as usize);
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&(w as i32).to_le_bytes());
+    out.extend_from_slice(&(h as i32).to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0u8; 24]);
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = (x as i64 - w as i64 / 2, y as i64 - h as i64 / 2);
+            let inside = dx * dx + dy * dy < (w as i64 / 4).pow(2);
+            let (r, g, b) = if inside {
+                (220, 40, 40)
+            } else {
+                ((x * 255 / w) as u8, (y * 255 / h) as u8, 128)
+            };
+            out.extend_from_slice(&[b, g, r]);
+        }
+        out.resize(out.len() + (row - w * 3) as usize, 0);
+    }
+    out
+}
+
+#[test]
+fn images_encode_with_quality_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("picture.bmp");
+    std::fs::write(&input, bmp(128, 96)).unwrap();
+
+    let jpeg = dir.path().join("picture.jpg");
+    let o = kernelize(
+        &[
+            "compress",
+            "--codec",
+            "jpeg",
+            "--quality",
+            "90",
+            "--json",
+            path(&input),
+            path(&jpeg),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(
+        (stats["width"].as_u64(), stats["height"].as_u64()),
+        (Some(128), Some(96))
+    );
+    assert!(stats["psnr_db"].as_f64().unwrap() > 30.0, "{stats}");
+    assert!(stats["ssim"].as_f64().unwrap() > 0.9, "{stats}");
+    let bytes = std::fs::read(&jpeg).unwrap();
+    assert!(bytes.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+    let bpp = bytes.len() as f64 * 8.0 / (128.0 * 96.0);
+    assert!((stats["bits_per_pixel"].as_f64().unwrap() - bpp).abs() < 1e-9);
+
+    let png = dir.path().join("picture.png");
+    let o = kernelize(
+        &[
+            "compress",
+            "--codec",
+            "png",
+            "--json",
+            path(&input),
+            path(&png),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert!(stats["psnr_db"].is_null(), "lossless: {stats}");
+    assert_eq!(stats["ssim"].as_f64(), Some(1.0));
+}
+
+#[test]
+fn images_over_the_pixel_limit_and_garbage_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("picture.bmp");
+    std::fs::write(&input, bmp(64, 64)).unwrap();
+    let out = dir.path().join("out.png");
+    let o = kernelize(
+        &[
+            "compress",
+            "--codec",
+            "png",
+            "--max-pixels",
+            "1000",
+            path(&input),
+            path(&out),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("64x64"), "{}", stderr(&o));
+    assert!(!out.exists());
+
+    let o = kernelize(
+        &["compress", "--codec", "jpeg", "-", "-"],
+        Some(b"not an image at all"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = kernelize(
+        &["compress", "--codec", "zstd", "--quality", "80", "-", "-"],
+        Some(b"x"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--quality is for image codecs"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,13 +6,15 @@ pub use kernelize_core::*;
 /// The plugin model crate, by its own name.
 pub use kernelize_core as core;
 
-/// Compression codecs (with any codec feature: `zstd`, `lz4`, `snappy`, `brotli`, `gzip`).
+/// Compression codecs (with any codec feature: `zstd`, `lz4`, `snappy`, `brotli`, `gzip`,
+/// `images`).
 #[cfg(any(
     feature = "zstd",
     feature = "lz4",
     feature = "snappy",
     feature = "brotli",
-    feature = "gzip"
+    feature = "gzip",
+    feature = "images"
 ))]
 pub use kernelize_compress as compress;
 
