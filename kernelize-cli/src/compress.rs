@@ -58,18 +58,25 @@ pub(crate) struct CompressArgs {
     /// A zstd dictionary to compress with.
     #[arg(long, value_name = "FILE")]
     dict: Option<PathBuf>,
-    /// Print statistics on stderr when done.
-    #[arg(long)]
-    stats: bool,
-    /// Print the statistics as one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: ReportFlags,
     /// Input file, or `-` for stdin.
     #[arg(required_unless_present = "train_dict")]
     input: Option<String>,
     /// Output file, or `-` for stdout.
     #[arg(required_unless_present = "train_dict")]
     output: Option<String>,
+}
+
+/// How `compress` and `decompress` report what they did.
+#[derive(Debug, Args)]
+pub(crate) struct ReportFlags {
+    /// Print statistics on stderr when done.
+    #[arg(long)]
+    stats: bool,
+    /// Print the statistics on stderr as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `kernelize decompress`.
@@ -84,12 +91,8 @@ pub(crate) struct DecompressArgs {
     /// The zstd dictionary the data was compressed with.
     #[arg(long, value_name = "FILE")]
     dict: Option<PathBuf>,
-    /// Print statistics on stderr when done.
-    #[arg(long)]
-    stats: bool,
-    /// Print the statistics as one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: ReportFlags,
     /// Input file, or `-` for stdin.
     input: String,
     /// Output file, or `-` for stdout.
@@ -126,26 +129,23 @@ pub(crate) fn compress(args: CompressArgs) -> Result<()> {
         dictionary: read_dictionary(args.dict.as_deref())?,
         ..Default::default()
     };
-    let mut reader = open_input(input)?;
-    let mut choice = None;
-    let codec: &'static dyn Codec = if args.codec == "auto" {
-        let goal: Goal = args.goal.parse()?;
-        let (sample, rest) = sample_input(input, reader)?;
-        reader = rest;
-        let chosen = compress::auto::choose(&sample, goal)?;
-        if args.level.is_none() {
-            options.level = Some(chosen.level);
-        }
-        choice = Some(chosen.reason);
-        chosen.codec
-    } else {
-        compress::codec(&args.codec)?
-    };
+    let (mut reader, codec, choice): (Box<dyn Read>, &'static dyn Codec, _) =
+        if args.codec == "auto" {
+            let goal: Goal = args.goal.parse()?;
+            let (sample, reader) = sample_input(input)?;
+            let chosen = compress::auto::choose(&sample, goal)?;
+            if args.level.is_none() {
+                options.level = Some(chosen.level);
+            }
+            (reader, chosen.codec, Some(chosen.reason))
+        } else {
+            (open_input(input)?, compress::codec(&args.codec)?, None)
+        };
     let mut stats = with_output(input, output, |output| {
         compress::compress_stream(codec, &mut reader, output, &options)
     })?;
     stats.choice = choice;
-    report(&stats, args.stats, args.json)
+    report(&stats, &args.report)
 }
 
 #[cfg(feature = "images")]
@@ -195,9 +195,9 @@ fn compress_image(
             .map_err(|e| Error::from(e).with_context("output", output))?;
         Ok(())
     })?;
-    if args.json {
+    if args.report.json {
         eprintln!("{}", serde_json::to_string(&stats)?);
-    } else if args.stats {
+    } else if args.report.stats {
         eprintln!(
             "{} {}x{}: {} -> {} bytes, {:.3} bits per pixel, PSNR {}, SSIM {:.4}, {:.3} s",
             format.name(),
@@ -220,8 +220,9 @@ fn compress_image(
 /// The sample `--codec auto` estimates from, and the reader to compress from afterwards:
 /// slices of a file (which is then read again from the start), or the head of stdin
 /// (which is then replayed before the rest).
-fn sample_input(input: &str, mut reader: Box<dyn Read>) -> Result<(Vec<u8>, Box<dyn Read>)> {
+fn sample_input(input: &str) -> Result<(Vec<u8>, Box<dyn Read>)> {
     if input == "-" {
+        let mut reader = open_input(input)?;
         let mut head = Vec::with_capacity(SAMPLE_BYTES);
         (&mut reader)
             .take(SAMPLE_BYTES as u64)
@@ -246,7 +247,6 @@ fn sample_input(input: &str, mut reader: Box<dyn Read>) -> Result<(Vec<u8>, Box<
         out
     };
     file.seek(SeekFrom::Start(0))?;
-    drop(reader);
     Ok((sample, Box::new(file)))
 }
 
@@ -300,7 +300,7 @@ pub(crate) fn decompress(args: DecompressArgs) -> Result<()> {
     let stats = with_output(&args.input, &args.output, |output| {
         compress::decompress_stream(codec, &mut input, output, &options)
     })?;
-    report(&stats, args.stats, args.json)
+    report(&stats, &args.report)
 }
 
 fn open_input(input: &str) -> Result<Box<dyn Read>> {
@@ -386,11 +386,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn report(stats: &CompressionStats, show: bool, json: bool) -> Result<()> {
-    if !show && !json {
+fn report(stats: &CompressionStats, flags: &ReportFlags) -> Result<()> {
+    if !flags.stats && !flags.json {
         return Ok(());
     }
-    let line = if json {
+    let line = if flags.json {
         serde_json::to_string(stats)?
     } else {
         format!(

@@ -189,6 +189,12 @@ pub trait Codec: Send + Sync + 'static {
     /// The bytes every stream of this format starts with, if it has such a mark.
     fn magic(&self) -> Option<&'static [u8]>;
 
+    /// Whether zero bytes are a valid stream of this format. Only stored data (`none`)
+    /// says yes; every framed format writes something even for empty input.
+    fn empty_is_valid(&self) -> bool {
+        false
+    }
+
     /// Working memory of the compressor, in bytes, for these options (an estimate from the
     /// format's documented window and table sizes).
     fn memory_estimate(&self, options: &CompressOptions) -> u64;
@@ -231,6 +237,20 @@ pub trait Codec: Send + Sync + 'static {
         encoder.finish()?;
         Ok(out)
     }
+}
+
+/// Whether a decompressed size that an input of `input_len` bytes claims in its header is
+/// worth allocating up front: within `max_output`, and at most `max_ratio` times the input
+/// (or `floor` bytes, whichever is larger). Larger claims stream instead, growing with what
+/// actually decodes.
+pub fn plausible_size(
+    claimed: u64,
+    input_len: usize,
+    max_ratio: u64,
+    floor: u64,
+    max_output: u64,
+) -> bool {
+    claimed <= max_output && claimed <= (input_len as u64).saturating_mul(max_ratio).max(floor)
 }
 
 impl std::fmt::Debug for dyn Codec {

@@ -55,16 +55,17 @@ pub struct CompressionStats {
     pub choice: Option<String>,
 }
 
-mod duration_secs {
+/// Serde for a `Duration` as seconds (`f64`), as statistics are written.
+pub(crate) mod duration_secs {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
@@ -267,7 +268,7 @@ pub fn decompress_stream(
             .fill_buf()
             .map_err(|e| Error::from(e).with_context("input", 0))?
             .is_empty();
-        if empty && codec.name() != "none" {
+        if empty && !codec.empty_is_valid() {
             return Err(empty_input(codec));
         }
         let mut decoder = codec
@@ -324,9 +325,6 @@ pub fn decompress_stream(
         )
         .with_context("codec", codec.name())
         .with_context("offset", total_in));
-    }
-    if total_in == 0 && codec.name() != "none" {
-        return Err(empty_input(codec));
     }
     output
         .flush()

@@ -70,7 +70,9 @@ use std::ops::RangeInclusive;
 use kernelize_core::{Error, ErrorKind, Result};
 use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 
-use crate::codec::{Codec, CompressOptions, DecompressOptions, Encoder, FinishWith, LevelRange};
+use crate::codec::{
+    Codec, CompressOptions, DecompressOptions, Encoder, FinishWith, LevelRange, plausible_size,
+};
 
 /// The magic bytes every LZ4 frame starts with (`0x184D2204`, little-endian).
 pub const MAGIC: [u8; 4] = [0x04, 0x22, 0x4D, 0x18];
@@ -522,8 +524,7 @@ impl Codec for Lz4Codec {
             return None;
         }
         // LZ4 cannot expand more than 255 times; a larger claim is not worth allocating.
-        let plausible = (data.len() as u64).saturating_mul(255).max(1 << 16);
-        if size > options.max_output || size > plausible {
+        if !plausible_size(size, data.len(), 255, 1 << 16, options.max_output) {
             return None;
         }
         let size = usize::try_from(size).ok()?;

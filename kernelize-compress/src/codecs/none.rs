@@ -52,6 +52,10 @@ impl Codec for NoneCodec {
         None
     }
 
+    fn empty_is_valid(&self) -> bool {
+        true
+    }
+
     fn memory_estimate(&self, _options: &CompressOptions) -> u64 {
         0
     }

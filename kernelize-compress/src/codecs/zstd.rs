@@ -83,7 +83,9 @@ use kernelize_core::{Error, ErrorKind, Result};
 use zstd::zstd_safe::CParameter;
 use zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode;
 
-use crate::codec::{Codec, CompressOptions, DecompressOptions, Encoder, LevelRange};
+use crate::codec::{
+    Codec, CompressOptions, DecompressOptions, Encoder, LevelRange, plausible_size,
+};
 
 /// The magic bytes every zstd frame starts with (`0xFD2FB528`, little-endian).
 pub const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
@@ -457,8 +459,7 @@ impl Codec for ZstdCodec {
         // The size is the input's claim: allocate it up front only when it is plausible for
         // this much input (at most 64 times as large, or 1 MiB). Higher ratios (long runs
         // of zeros) stream, growing with what actually decodes.
-        let plausible = (data.len() as u64).saturating_mul(64).max(1 << 20);
-        if size > options.max_output || size > plausible {
+        if !plausible_size(size, data.len(), 64, 1 << 20, options.max_output) {
             return None;
         }
         let size = usize::try_from(size).ok()?;

@@ -24,7 +24,7 @@
 //! let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 128]));
 //! let mut png = Vec::new();
 //! img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-//!     .expect("in-memory PNG");
+//!     .map_err(|e| kernelize_core::Error::new(kernelize_core::ErrorKind::Unexpected, e.to_string()))?;
 //!
 //! let (jpeg, stats) = encode(&png, ImageFormat::Jpeg, &ImageOptions::quality(90))?;
 //! assert_eq!(stats.output_bytes, jpeg.len() as u64);
@@ -138,23 +138,8 @@ pub struct ImageStats {
     /// see [`metrics`].
     pub ssim: f64,
     /// Wall time of decode, encode, decode back and measurement together.
-    #[serde(with = "duration_secs")]
+    #[serde(with = "crate::engine::duration_secs")]
     pub wall_time: Duration,
-}
-
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
 }
 
 fn format_name(format: Option<image::ImageFormat>) -> String {
