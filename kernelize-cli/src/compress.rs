@@ -16,8 +16,8 @@ use kernelize::{Error, ErrorKind, Result};
 #[derive(Debug, Args)]
 pub(crate) struct CompressArgs {
     /// Codec: zstd (default), lz4, snappy, brotli, gzip, deflate, none, or auto (sample the
-    /// input and choose by --goal); for images (PNG, JPEG, BMP or TIFF input): png, jpeg,
-    /// webp (lossless).
+    /// input and choose by --goal); for images (PNG, JPEG, BMP, TIFF, WebP or AVIF input):
+    /// png, jpeg, webp (lossy), webp-lossless, avif.
     #[arg(long, default_value = "zstd")]
     codec: String,
     /// What `--codec auto` optimizes: speed, balanced or ratio.
@@ -33,9 +33,12 @@ pub(crate) struct CompressArgs {
     /// Where `--train-dict` writes the dictionary.
     #[arg(short = 'o', value_name = "DICT")]
     out: Option<PathBuf>,
-    /// Image quality, 1 to 100 (jpeg; default 85).
+    /// Image quality, 1 to 100 (jpeg: default 85, webp: 75, avif: 80).
     #[arg(long)]
     quality: Option<u8>,
+    /// AVIF encoder speed, 1 (slowest, smallest) to 10 (fastest); default 6.
+    #[arg(long)]
+    speed: Option<u8>,
     /// Largest image accepted, in pixels (width x height); larger ones are refused before
     /// decoding.
     #[arg(long, value_name = "PIXELS")]
@@ -83,8 +86,12 @@ pub(crate) struct ReportFlags {
 #[derive(Debug, Args)]
 pub(crate) struct DecompressArgs {
     /// Codec; default: recognized from the input's first bytes (zstd, lz4, snappy, gzip).
+    /// `image` (or an image codec's name) decodes an image of any readable format to PNG.
     #[arg(long)]
     codec: Option<String>,
+    /// Largest image accepted, in pixels (width x height), with `--codec image`.
+    #[arg(long, value_name = "PIXELS")]
+    max_pixels: Option<u64>,
     /// Most bytes the output may have (default 1 GiB).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_OUTPUT)]
     max_output: u64,
@@ -113,10 +120,11 @@ pub(crate) fn compress(args: CompressArgs) -> Result<()> {
     if let Some(format) = image_format(&args.codec) {
         return compress_image(&args, format, input, output);
     }
-    if args.quality.is_some() {
+    if args.quality.is_some() || args.speed.is_some() || args.max_pixels.is_some() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "--quality is for image codecs (jpeg); use --level for the others",
+            "--quality, --speed and --max-pixels are for image codecs (png, jpeg, webp, \
+             webp-lossless, avif); use --level for the others",
         ));
     }
     let mut options = CompressOptions {
@@ -150,27 +158,12 @@ pub(crate) fn compress(args: CompressArgs) -> Result<()> {
 
 #[cfg(feature = "images")]
 fn image_format(codec: &str) -> Option<compress::image::ImageFormat> {
-    use compress::image::ImageFormat;
-    match codec {
-        "png" => Some(ImageFormat::Png),
-        "jpeg" | "jpg" => Some(ImageFormat::Jpeg),
-        "webp" => Some(ImageFormat::WebpLossless),
-        _ => None,
-    }
+    compress::image::ImageFormat::from_name(codec)
 }
 
-/// Images are decoded whole, so their input is read into memory, up to this many bytes.
+/// Reads a whole image input, up to [`MAX_IMAGE_INPUT`] bytes.
 #[cfg(feature = "images")]
-const MAX_IMAGE_INPUT: u64 = 1 << 30;
-
-/// `compress --codec png|jpeg|webp`: re-encodes an image and reports its quality figures.
-#[cfg(feature = "images")]
-fn compress_image(
-    args: &CompressArgs,
-    format: compress::image::ImageFormat,
-    input: &str,
-    output: &str,
-) -> Result<()> {
+fn read_image_input(input: &str) -> Result<Vec<u8>> {
     let mut data = Vec::new();
     open_input(input)?
         .take(MAX_IMAGE_INPUT + 1)
@@ -182,8 +175,25 @@ fn compress_image(
             format!("the image input is larger than {MAX_IMAGE_INPUT} bytes"),
         ));
     }
+    Ok(data)
+}
+
+/// Images are decoded whole, so their input is read into memory, up to this many bytes.
+#[cfg(feature = "images")]
+const MAX_IMAGE_INPUT: u64 = 1 << 30;
+
+/// `compress --codec png|jpeg|webp|webp-lossless|avif`: re-encodes an image and reports its quality figures.
+#[cfg(feature = "images")]
+fn compress_image(
+    args: &CompressArgs,
+    format: compress::image::ImageFormat,
+    input: &str,
+    output: &str,
+) -> Result<()> {
+    let data = read_image_input(input)?;
     let mut options = compress::image::ImageOptions {
         quality: args.quality,
+        speed: args.speed,
         ..Default::default()
     };
     if let Some(max) = args.max_pixels {
@@ -199,8 +209,10 @@ fn compress_image(
         eprintln!("{}", serde_json::to_string(&stats)?);
     } else if args.report.stats {
         eprintln!(
-            "{} {}x{}: {} -> {} bytes, {:.3} bits per pixel, PSNR {}, SSIM {:.4}, {:.3} s",
+            "{}{} {}x{}: {} -> {} bytes, {:.3} bits per pixel, PSNR {}, SSIM {:.4}, \
+             encode {:.3} s, decode {:.3} s, {:.3} s in all",
             format.name(),
+            stats.quality.map(|q| format!(" q{q}")).unwrap_or_default(),
             stats.width,
             stats.height,
             stats.input_bytes,
@@ -211,6 +223,8 @@ fn compress_image(
                 .map(|p| format!("{p:.2} dB"))
                 .unwrap_or_else(|| "infinite (identical)".into()),
             stats.ssim,
+            stats.encode_time.as_secs_f64(),
+            stats.decode_time.as_secs_f64(),
             stats.wall_time.as_secs_f64(),
         );
     }
@@ -283,6 +297,18 @@ fn train(dir: &Path, size: usize, out: Option<&Path>) -> Result<()> {
 }
 
 pub(crate) fn decompress(args: DecompressArgs) -> Result<()> {
+    #[cfg(feature = "images")]
+    if let Some(codec) = args.codec.as_deref()
+        && (codec == "image" || image_format(codec).is_some())
+    {
+        return decompress_image(&args);
+    }
+    if args.max_pixels.is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--max-pixels is for `--codec image`",
+        ));
+    }
     let options = DecompressOptions {
         max_output: args.max_output,
         dictionary: read_dictionary(args.dict.as_deref())?,
@@ -301,6 +327,55 @@ pub(crate) fn decompress(args: DecompressArgs) -> Result<()> {
         compress::decompress_stream(codec, &mut input, output, &options)
     })?;
     report(&stats, &args.report)
+}
+
+/// `decompress --codec image`: decodes an image of any readable format to PNG.
+#[cfg(feature = "images")]
+fn decompress_image(args: &DecompressArgs) -> Result<()> {
+    use compress::image::{ImageFormat, ImageOptions};
+    let data = read_image_input(&args.input)?;
+    let mut options = ImageOptions::default();
+    if let Some(max) = args.max_pixels {
+        options.max_pixels = max;
+    }
+    let start = std::time::Instant::now();
+    let img = compress::image::decode(&data, &options)?;
+    let png = compress::image::encode_pixels(&img, ImageFormat::Png, &options)?;
+    if png.len() as u64 > args.max_output {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the decoded image ({} bytes as PNG) passes --max-output {}",
+                png.len(),
+                args.max_output
+            ),
+        ));
+    }
+    with_output(&args.input, &args.output, |out| {
+        out.write_all(&png)
+            .map_err(|e| Error::from(e).with_context("output", &args.output))?;
+        Ok(())
+    })?;
+    let summary = serde_json::json!({
+        "width": img.width(),
+        "height": img.height(),
+        "input_bytes": data.len(),
+        "output_bytes": png.len(),
+        "wall_time": start.elapsed().as_secs_f64(),
+    });
+    if args.report.json {
+        eprintln!("{summary}");
+    } else if args.report.stats {
+        eprintln!(
+            "image {}x{}: {} -> {} bytes of PNG, {:.3} s",
+            img.width(),
+            img.height(),
+            data.len(),
+            png.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn open_input(input: &str) -> Result<Box<dyn Read>> {

@@ -600,8 +600,93 @@ fn images_over_the_pixel_limit_and_garbage_exit_2() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--quality is for image codecs"),
+        stderr(&o).contains("are for image codecs"),
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn lossy_webp_and_avif_from_the_command_line_decode_back_to_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("picture.bmp");
+    std::fs::write(&input, bmp(128, 96)).unwrap();
+    for (codec, magic, extra) in [
+        ("webp", &b"WEBPVP8 "[..], vec!["--quality", "80"]),
+        ("webp-lossless", &b"WEBPVP8L"[..], vec![]),
+        (
+            "avif",
+            &b"ftypavif"[..],
+            vec!["--quality", "80", "--speed", "10"],
+        ),
+    ] {
+        let out = dir.path().join(format!("picture.{codec}"));
+        let mut args = vec!["compress", "--codec", codec, "--json"];
+        args.extend(extra);
+        args.extend([path(&input), path(&out)]);
+        let o = kernelize(&args, None);
+        assert!(o.status.success(), "{codec}: {}", stderr(&o));
+        let stats: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let at = if codec == "avif" { 4 } else { 8 };
+        assert_eq!(&bytes[at..at + magic.len()], magic, "{codec}");
+        assert_eq!(stats["output_bytes"].as_u64(), Some(bytes.len() as u64));
+        if codec == "webp-lossless" {
+            assert!(stats["psnr_db"].is_null(), "{stats}");
+        } else {
+            assert!(
+                stats["psnr_db"].as_f64().unwrap() > 30.0,
+                "{codec}: {stats}"
+            );
+            assert_eq!(stats["quality"].as_u64(), Some(80), "{stats}");
+        }
+
+        // And back to PNG.
+        let png = dir.path().join(format!("{codec}.png"));
+        let o = kernelize(
+            &[
+                "decompress",
+                "--codec",
+                "image",
+                "--json",
+                path(&out),
+                path(&png),
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{codec}: {}", stderr(&o));
+        let summary: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+        assert_eq!(summary["width"].as_u64(), Some(128));
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+        let o = kernelize(
+            &[
+                "decompress",
+                "--codec",
+                "image",
+                "--max-pixels",
+                "100",
+                path(&out),
+                "-",
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "{codec}: {}", stderr(&o));
+    }
+
+    // Speed out of range is bad usage.
+    let o = kernelize(
+        &[
+            "compress",
+            "--codec",
+            "avif",
+            "--speed",
+            "11",
+            path(&input),
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("speed"), "{}", stderr(&o));
 }

@@ -6,7 +6,7 @@ pub mod codec;
 pub mod codecs;
 pub mod detect;
 pub mod engine;
-#[cfg(any(feature = "png", feature = "jpeg", feature = "webp"))]
+#[cfg(any(feature = "png", feature = "jpeg", feature = "webp", feature = "avif"))]
 pub mod image;
 pub mod plugin;
 
@@ -61,11 +61,18 @@ pub fn codec(name: &str) -> Result<&'static dyn Codec> {
 }
 
 /// A plugin factory for every codec in this build.
+///
+/// With an image feature on, that includes an `image-*` plugin per available image
+/// format (module `image`).
 pub fn factories() -> Vec<PluginFactory> {
-    codecs()
+    #[allow(unused_mut)]
+    let mut all: Vec<PluginFactory> = codecs()
         .into_iter()
         .map(|c| PluginFactory::new(move || Box::new(CodecPlugin::new(c))))
-        .collect()
+        .collect();
+    #[cfg(any(feature = "png", feature = "jpeg", feature = "webp", feature = "avif"))]
+    all.extend(image::factories());
+    all
 }
 
 /// Decompresses a buffer whose codec is recognized by its magic bytes.

@@ -142,7 +142,7 @@ pub async fn decompress_async(
     .await
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
@@ -259,7 +259,7 @@ impl Plugin for CodecPlugin {
 }
 
 /// `base` with the fields of `over` laid on top (objects only; `null` keeps `base`).
-fn merge(base: &Value, over: Value) -> Value {
+pub(crate) fn merge(base: &Value, over: Value) -> Value {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             let mut out = b.clone();

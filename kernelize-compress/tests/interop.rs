@@ -28,9 +28,11 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::ErrorKind as IoKind;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::{assert_success, corpus_file, path_str, run_tool};
 
 use kernelize_compress::{CompressOptions, DecompressOptions, codec, compress, decompress, detect};
 use tempfile::TempDir;
@@ -65,32 +67,6 @@ public class SnappyFramed {
 }
 "#;
 
-/// The corpus directory: `KERNELIZE_CORPUS`, or `/var/tmp/kernelize-corpus`.
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("KERNELIZE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/kernelize-corpus"))
-}
-
-/// A corpus file, at most `limit` bytes of it.
-fn corpus_file(relative: &str, limit: usize) -> Vec<u8> {
-    let dir = corpus_dir();
-    let path = dir.join(relative);
-    match std::fs::read(&path) {
-        Ok(mut data) => {
-            data.truncate(limit);
-            data
-        }
-        Err(e) => panic!(
-            "cannot read the corpus file {} ({e}); unpack the corpus with \
-             `../shared/corpus/unpack {}` from the repository root, or run scripts/test, \
-             or point KERNELIZE_CORPUS at an unpacked corpus",
-            path.display(),
-            dir.display()
-        ),
-    }
-}
-
 /// One input of the tests, also written to a file for the tools.
 struct Sample {
     name: &'static str,
@@ -120,14 +96,7 @@ fn samples(dir: &TempDir) -> Vec<Sample> {
 /// the Debian package to install, when the tool is missing, and with its message when it
 /// fails.
 fn run(program: &str, package: &str, args: &[&str]) -> Vec<u8> {
-    let output = match Command::new(program).args(args).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == IoKind::NotFound => panic!(
-            "the `{program}` command is missing; scripts/test installs it (Debian package \
-             {package})"
-        ),
-        Err(e) => panic!("cannot run `{program}`: {e}"),
-    };
+    let output = run_tool(program, package, args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("org.xerial.snappy") && stderr.contains("does not exist") {
         panic!(
@@ -135,17 +104,8 @@ fn run(program: &str, package: &str, args: &[&str]) -> Vec<u8> {
              package libsnappy-java)"
         );
     }
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed ({}): {stderr}",
-        args.join(" "),
-        output.status
-    );
+    assert_success(program, args, &output);
     output.stdout
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
 }
 
 /// Writes `bytes` next to the samples and returns the file's path.

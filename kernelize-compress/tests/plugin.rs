@@ -193,3 +193,74 @@ async fn tokio_streams_round_trip_through_every_codec() {
         assert_eq!(out, data, "{}", codec.name());
     }
 }
+
+/// A 96×64 gradient as PNG.
+#[cfg(feature = "png")]
+fn gradient_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8])
+    });
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+#[cfg(feature = "png")]
+#[tokio::test]
+async fn every_image_format_is_a_plugin_that_encodes_and_decodes_to_png() {
+    use kernelize_compress::image::{ImageFormat, ImagePlugin};
+    let manager = PluginManager::new();
+    manager
+        .install_all(kernelize_compress::factories())
+        .unwrap();
+    let formats: Vec<ImageFormat> = ImageFormat::ALL
+        .into_iter()
+        .filter(|f| f.is_available())
+        .collect();
+    assert!(formats.contains(&ImageFormat::Png));
+    for format in formats {
+        let id = ImagePlugin::id(format);
+        manager.configure(&id, PluginConfig::with_settings(json!({"speed": 10})));
+        manager.activate(&id).await.unwrap();
+        let encoded = manager
+            .call(
+                &id,
+                Call::new("compress", Payload::bytes(gradient_png(), "image/png"))
+                    .with_config(json!({"quality": 70})),
+            )
+            .await
+            .unwrap()
+            .into_blob()
+            .unwrap();
+        assert_eq!(encoded.media_type, format.media_type(), "{id}");
+        let png = manager
+            .call(&id, Call::new("decompress", Payload::Bytes(encoded)))
+            .await
+            .unwrap()
+            .into_blob()
+            .unwrap();
+        assert_eq!(png.media_type, "image/png");
+        let back = image::load_from_memory(&png.data).unwrap();
+        assert_eq!((back.width(), back.height()), (96, 64), "{id}");
+        // Over a pixel limit, refused.
+        let err = manager
+            .call(
+                &id,
+                Call::new("decompress", Payload::Bytes(png.clone()))
+                    .with_config(json!({"max_pixels": 100})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{id}: {err}");
+    }
+    // A bad quality in the settings stops activation.
+    manager.configure(
+        "image-jpeg",
+        PluginConfig::with_settings(json!({"quality": 0})),
+    );
+    manager.deactivate("image-jpeg", false).await.unwrap();
+    let err = manager.activate("image-jpeg").await.unwrap_err();
+    assert!(err.to_string().contains("quality"), "{err}");
+    manager.deactivate_all().await;
+}

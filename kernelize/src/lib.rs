@@ -7,22 +7,25 @@ pub use kernelize_core::*;
 pub use kernelize_core as core;
 
 /// Compression codecs (with any codec feature: `zstd`, `lz4`, `snappy`, `brotli`, `gzip`,
-/// `images`).
+/// `png`, `jpeg`, `webp`, `avif`, or `images` for the four image codecs).
 #[cfg(any(
     feature = "zstd",
     feature = "lz4",
     feature = "snappy",
     feature = "brotli",
     feature = "gzip",
-    feature = "images"
+    feature = "png",
+    feature = "jpeg",
+    feature = "webp",
+    feature = "avif"
 ))]
 pub use kernelize_compress as compress;
 
 /// Factories of every built-in plugin this build includes.
 ///
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
-/// plugin per enabled codec (`none` and the codecs the features name); connectors join them
-/// as their features are enabled.
+/// plugin per enabled codec (`none` and the codecs the features name, `image-*` for the image
+/// codecs); connectors join them as their features are enabled.
 pub fn builtin_factories() -> Vec<PluginFactory> {
     #[allow(unused_mut)]
     let mut all = kernelize_core::builtins::factories();
@@ -31,7 +34,11 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
         feature = "lz4",
         feature = "snappy",
         feature = "brotli",
-        feature = "gzip"
+        feature = "gzip",
+        feature = "png",
+        feature = "jpeg",
+        feature = "webp",
+        feature = "avif"
     ))]
     all.extend(kernelize_compress::factories());
     all

@@ -1,20 +1,33 @@
-//! Image codecs: encode PNG, JPEG, BMP or TIFF input to PNG, JPEG or lossless WebP, decode
-//! the result back and measure it against the original (size, bits per pixel, PSNR, SSIM).
+//! Image codecs: encode PNG, JPEG, BMP, TIFF, WebP or AVIF input to PNG, JPEG, WebP
+//! (lossy or lossless) or AVIF, decode the result back and measure it against the original
+//! (size, bits per pixel, PSNR, SSIM).
 //!
-//! Built on the pure-Rust [`image`] crate, version 0.25: no C library to build, and memory
-//! safe decoders for hostile input. Every image feature (`png`, `jpeg`, `webp`) turns on
-//! the four input readers (PNG, JPEG, BMP, TIFF) and the PNG and JPEG encoders, since any
-//! of them may be the input and the output is decoded back for the quality figures; `webp`
-//! adds the WebP encoder and decoder.
+//! | output | feature | encoder | decoded back by |
+//! |---|---|---|---|
+//! | PNG | `png` | [`image`] (pure Rust) | [`image`] |
+//! | JPEG | `jpeg` | [`image`] (pure Rust) | [`image`] |
+//! | lossless WebP | `webp` | [`image`] (pure Rust) | [`image`] |
+//! | lossy WebP | `webp` | libwebp (C, built from source by `libwebp-sys`) | [`image`] |
+//! | AVIF | `avif` | `ravif` (rav1e, pure Rust) | `avif-decode` (libaom's AV1 decoder, C) |
 //!
-//! Not built yet:
-//! - **Lossy WebP**: the `image` crate's WebP encoder writes lossless WebP only; lossy WebP
-//!   needs libwebp (a C build), so [`ImageFormat::WebpLossless`] is what ships.
-//! - **AVIF**: the `image` crate encodes AVIF through `rav1e`, too heavy to build here for
-//!   now.
+//! Every image feature turns on the four common input readers (PNG, JPEG, BMP, TIFF), and
+//! the PNG and JPEG encoders: any of them may be the input, and the output is decoded back
+//! for the quality figures. Hostile input meets the pure-Rust decoders of the [`image`]
+//! crate for every format but AVIF, which only the C decoder reads.
+//!
+//! Choices, and what was rejected:
+//! - Lossy WebP through the `webp` crate over libwebp: the pure-Rust WebP encoder writes
+//!   lossless WebP only. Its output is decoded back by the pure-Rust decoder, so libwebp
+//!   only ever sees pixels we produced.
+//! - AVIF encoding through `ravif`, the AVIF layer over rav1e, without rav1e's assembly
+//!   (no assembler needed to build; encoding is slower). Decoding through `avif-decode`
+//!   over libaom's decoder: the `dav1d` binding needs libdav1d 1.3, newer than Debian 12
+//!   ships, and the pure-Rust `rav1d` port has no safe API at a Rust version we build with.
+//!   Building libaom takes `cmake` and `nasm`.
 //!
 //! Images whose width × height passes [`ImageOptions::max_pixels`] are refused from their
-//! header, before any pixel is decoded; the decoder also runs under [`image::Limits`].
+//! header, before any pixel is decoded (for AVIF, from the AV1 sequence header's maximum
+//! frame size); the [`image`] decoders also run under [`image::Limits`].
 //!
 //! ```
 //! # #[cfg(feature = "jpeg")] {
@@ -35,6 +48,9 @@
 //! ```
 
 pub mod metrics;
+mod plugin;
+
+pub use plugin::{DecodeAction, EncodeAction, ImagePlugin, factories};
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -49,6 +65,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_QUALITY: u8 = 85;
 /// Default pixel limit: 64 megapixels.
 pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
+/// Default AVIF encoder speed (1 slowest and smallest, 10 fastest).
+pub const DEFAULT_AVIF_SPEED: u8 = 6;
 
 /// An output image format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,41 +76,117 @@ pub enum ImageFormat {
     Png,
     /// Baseline JPEG, lossy, at [`ImageOptions::quality`].
     Jpeg,
-    /// Lossless WebP (the pure-Rust encoder has no lossy mode; lossy WebP needs libwebp,
-    /// not built yet). Needs the `webp` feature.
+    /// Lossless WebP (pure-Rust encoder). Needs the `webp` feature.
     WebpLossless,
+    /// Lossy WebP (libwebp) at [`ImageOptions::quality`]. Needs the `webp` feature.
+    Webp,
+    /// AVIF (AV1 still image, 4:4:4) at [`ImageOptions::quality`] and
+    /// [`ImageOptions::speed`]. Needs the `avif` feature.
+    Avif,
 }
 
 impl ImageFormat {
-    /// A short lower-case name: `png`, `jpeg`, `webp_lossless`.
+    /// Every format, in a fixed order.
+    pub const ALL: [ImageFormat; 5] = [
+        Self::Png,
+        Self::Jpeg,
+        Self::WebpLossless,
+        Self::Webp,
+        Self::Avif,
+    ];
+
+    /// A short lower-case name: `png`, `jpeg`, `webp_lossless`, `webp`, `avif`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Png => "png",
             Self::Jpeg => "jpeg",
             Self::WebpLossless => "webp_lossless",
+            Self::Webp => "webp",
+            Self::Avif => "avif",
+        }
+    }
+
+    /// The format named `name` (as [`ImageFormat::name`] gives it; `jpg` and
+    /// `webp-lossless` are accepted too).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "jpg" => Some(Self::Jpeg),
+            "webp-lossless" => Some(Self::WebpLossless),
+            _ => Self::ALL.into_iter().find(|f| f.name() == name),
+        }
+    }
+
+    /// The media type of the encoded output.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::WebpLossless | Self::Webp => "image/webp",
+            Self::Avif => "image/avif",
+        }
+    }
+
+    /// The usual file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpg",
+            Self::WebpLossless | Self::Webp => "webp",
+            Self::Avif => "avif",
         }
     }
 
     /// Whether the format keeps every pixel exactly.
     pub fn is_lossless(self) -> bool {
-        !matches!(self, Self::Jpeg)
+        matches!(self, Self::Png | Self::WebpLossless)
     }
 
-    fn to_image(self) -> image::ImageFormat {
+    /// The quality used when [`ImageOptions::quality`] is `None` (lossy formats): JPEG 85,
+    /// WebP 75 (as `cwebp`), AVIF 80 (as `cavif`); `None` for the lossless formats.
+    pub fn default_quality(self) -> Option<u8> {
         match self {
-            Self::Png => image::ImageFormat::Png,
-            Self::Jpeg => image::ImageFormat::Jpeg,
-            Self::WebpLossless => image::ImageFormat::WebP,
+            Self::Jpeg => Some(DEFAULT_QUALITY),
+            Self::Webp => Some(75),
+            Self::Avif => Some(80),
+            Self::Png | Self::WebpLossless => None,
+        }
+    }
+
+    /// Whether this build can encode the format (its cargo feature is on).
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Png | Self::Jpeg => true,
+            Self::WebpLossless | Self::Webp => cfg!(feature = "webp"),
+            Self::Avif => cfg!(feature = "avif"),
+        }
+    }
+
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpeg",
+            Self::WebpLossless | Self::Webp => "webp",
+            Self::Avif => "avif",
         }
     }
 }
 
+impl std::fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Options for [`encode`] and [`decode`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImageOptions {
-    /// JPEG quality, 1..=100; `None` means [`DEFAULT_QUALITY`]. Ignored by the lossless
-    /// formats (PNG, lossless WebP).
+    /// Quality of the lossy formats, 1..=100; `None` means the format's
+    /// [`ImageFormat::default_quality`]. Ignored by the lossless formats.
     pub quality: Option<u8>,
+    /// AVIF encoder speed, 1 (slowest, smallest) to 10 (fastest); `None` means
+    /// [`DEFAULT_AVIF_SPEED`]. Ignored by the other formats.
+    pub speed: Option<u8>,
     /// Largest width × height accepted; larger images are refused before decoding.
     pub max_pixels: u64,
 }
@@ -101,6 +195,7 @@ impl Default for ImageOptions {
     fn default() -> Self {
         Self {
             quality: None,
+            speed: None,
             max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
@@ -114,6 +209,32 @@ impl ImageOptions {
             ..Self::default()
         }
     }
+
+    /// Checks quality and speed for `format`: quality 1..=100 (lossy formats), speed
+    /// 1..=10 (AVIF). Returns the quality to use (0 for lossless formats).
+    fn checked(&self, format: ImageFormat) -> Result<(u8, u8)> {
+        let quality = match format.default_quality() {
+            Some(default) => {
+                let q = self.quality.unwrap_or(default);
+                if !(1..=100).contains(&q) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("{format} quality must be 1 to 100, not {q}"),
+                    ));
+                }
+                q
+            }
+            None => 0,
+        };
+        let speed = self.speed.unwrap_or(DEFAULT_AVIF_SPEED);
+        if format == ImageFormat::Avif && !(1..=10).contains(&speed) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("avif speed must be 1 to 10, not {speed}"),
+            ));
+        }
+        Ok((quality, speed))
+    }
 }
 
 /// What one [`encode`] did, measured against the original.
@@ -121,6 +242,10 @@ impl ImageOptions {
 pub struct ImageStats {
     /// Output format.
     pub format: ImageFormat,
+    /// Quality used (lossy formats); `None` for the lossless ones.
+    pub quality: Option<u8>,
+    /// Encoder speed used (AVIF); `None` for the other formats.
+    pub speed: Option<u8>,
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -137,6 +262,12 @@ pub struct ImageStats {
     /// Mean SSIM on luma between the original and the decoded output (1.0 = identical);
     /// see [`metrics`].
     pub ssim: f64,
+    /// Wall time of the encoder alone.
+    #[serde(with = "crate::engine::duration_secs")]
+    pub encode_time: Duration,
+    /// Wall time of decoding the output back alone.
+    #[serde(with = "crate::engine::duration_secs")]
+    pub decode_time: Duration,
     /// Wall time of decode, encode, decode back and measurement together.
     #[serde(with = "crate::engine::duration_secs")]
     pub wall_time: Duration,
@@ -181,24 +312,7 @@ fn decode_error(e: ImageError, format: Option<image::ImageFormat>) -> Error {
     )
 }
 
-/// Decodes `data` (format read from its signature, or `format` when given), refusing it
-/// from its header when width × height passes the limit.
-fn decode_as(
-    data: &[u8],
-    format: Option<image::ImageFormat>,
-    options: &ImageOptions,
-) -> Result<DynamicImage> {
-    let first = reader(data, format)?;
-    let guessed = first.format();
-    if guessed.is_none() {
-        return Err(Error::new(
-            ErrorKind::CorruptData,
-            "unrecognized image format (expected PNG, JPEG, BMP, TIFF or WebP)",
-        ));
-    }
-    let (width, height) = first
-        .into_dimensions()
-        .map_err(|e| decode_error(e, guessed))?;
+fn check_pixels(width: u32, height: u32, options: &ImageOptions) -> Result<()> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > options.max_pixels {
         return Err(Error::new(
@@ -209,6 +323,43 @@ fn decode_as(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Whether `data` starts with an ISO-BMFF `ftyp` box naming the AVIF brand (major or
+/// compatible).
+pub fn is_avif(data: &[u8]) -> bool {
+    if data.len() < 16 || &data[4..8] != b"ftyp" {
+        return false;
+    }
+    let size = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    let end = size.clamp(16, data.len().min(256));
+    let mut brands = std::iter::once(&data[8..12]).chain(data[16..end].chunks_exact(4));
+    brands.any(|brand| brand == b"avif" || brand == b"avis")
+}
+
+/// Decodes `data` (format read from its signature, or `format` when given), refusing it
+/// from its header when width × height passes the limit.
+fn decode_as(
+    data: &[u8],
+    format: Option<image::ImageFormat>,
+    options: &ImageOptions,
+) -> Result<DynamicImage> {
+    if format.is_none() && is_avif(data) {
+        return avif::decode(data, options);
+    }
+    let first = reader(data, format)?;
+    let guessed = first.format();
+    if guessed.is_none() {
+        return Err(Error::new(
+            ErrorKind::CorruptData,
+            "unrecognized image format (expected PNG, JPEG, BMP, TIFF, WebP or AVIF)",
+        ));
+    }
+    let (width, height) = first
+        .into_dimensions()
+        .map_err(|e| decode_error(e, guessed))?;
+    check_pixels(width, height, options)?;
     let mut second = reader(data, guessed)?;
     let side = u32::try_from(options.max_pixels).unwrap_or(u32::MAX);
     let mut limits = Limits::default();
@@ -221,14 +372,40 @@ fn decode_as(
     second.decode().map_err(|e| decode_error(e, guessed))
 }
 
-/// Decodes a PNG, JPEG, BMP, TIFF (or, with `webp`, WebP) image, refusing it before
-/// decoding pixels when width × height passes [`ImageOptions::max_pixels`]
-/// ([`ErrorKind::InvalidInput`]); undecodable data is [`ErrorKind::CorruptData`].
+/// Decodes a PNG, JPEG, BMP, TIFF, WebP (with `webp`) or AVIF (with `avif`) image,
+/// refusing it before decoding pixels when width × height passes
+/// [`ImageOptions::max_pixels`] ([`ErrorKind::InvalidInput`]); undecodable data is
+/// [`ErrorKind::CorruptData`].
 pub fn decode(data: &[u8], options: &ImageOptions) -> Result<DynamicImage> {
     decode_as(data, None, options)
 }
 
-fn encode_image(img: &DynamicImage, format: ImageFormat, quality: u8) -> Result<Vec<u8>> {
+/// Encodes an already decoded image (no quality figures); see [`encode`] for the errors.
+pub fn encode_pixels(
+    img: &DynamicImage,
+    format: ImageFormat,
+    options: &ImageOptions,
+) -> Result<Vec<u8>> {
+    let (quality, speed) = options.checked(format)?;
+    encode_image(img, format, quality, speed)
+}
+
+fn unavailable(format: ImageFormat) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{format} output needs the `{}` feature of kernelize-compress",
+            format.feature()
+        ),
+    )
+}
+
+fn encode_image(
+    img: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+    speed: u8,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let result = match format {
         ImageFormat::Png => {
@@ -253,14 +430,14 @@ fn encode_image(img: &DynamicImage, format: ImageFormat, quality: u8) -> Result<
                 DynamicImage::ImageRgb8(img.to_rgb8()).write_with_encoder(encoder)
             }
         }
-        #[cfg(not(feature = "webp"))]
-        ImageFormat::WebpLossless => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "WebP output needs the `webp` feature of kernelize-compress",
-            ));
-        }
+        #[cfg(feature = "webp")]
+        ImageFormat::Webp => return webp_lossy::encode(img, quality),
+        #[cfg(feature = "avif")]
+        ImageFormat::Avif => return avif::encode(img, quality, speed),
+        #[allow(unreachable_patterns)]
+        other => return Err(unavailable(other)),
     };
+    let _ = speed;
     result.map_err(|e| {
         Error::new(
             ErrorKind::Unexpected,
@@ -270,29 +447,33 @@ fn encode_image(img: &DynamicImage, format: ImageFormat, quality: u8) -> Result<
     Ok(out)
 }
 
-/// Decodes `input` (PNG, JPEG, BMP or TIFF), encodes it to `format`, decodes the result
-/// back and measures it against the original.
+/// Decodes `input` (PNG, JPEG, BMP, TIFF, WebP or AVIF), encodes it to `format`, decodes
+/// the result back and measures it against the original.
 ///
-/// Errors: [`ErrorKind::InvalidInput`] for a quality outside 1..=100 (JPEG only) or an
-/// image over the pixel limit (refused from its header, before decoding pixels);
-/// [`ErrorKind::CorruptData`] for undecodable input; [`ErrorKind::Unsupported`] for WebP
-/// output without the `webp` feature.
+/// Errors: [`ErrorKind::InvalidInput`] for a quality outside 1..=100 (lossy formats), an
+/// AVIF speed outside 1..=10, or an image over the pixel limit (refused from its header,
+/// before decoding pixels); [`ErrorKind::CorruptData`] for undecodable input;
+/// [`ErrorKind::Unsupported`] for a format whose feature is off.
 pub fn encode(
     input: &[u8],
     format: ImageFormat,
     options: &ImageOptions,
 ) -> Result<(Vec<u8>, ImageStats)> {
     let start = Instant::now();
-    let quality = options.quality.unwrap_or(DEFAULT_QUALITY);
-    if format == ImageFormat::Jpeg && !(1..=100).contains(&quality) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("JPEG quality must be 1 to 100, not {quality}"),
-        ));
+    let (quality, speed) = options.checked(format)?;
+    if !format.is_available() {
+        return Err(unavailable(format));
     }
     let original = decode(input, options)?;
-    let encoded = encode_image(&original, format, quality)?;
-    let back = decode_as(&encoded, Some(format.to_image()), options)?;
+    let encode_start = Instant::now();
+    let encoded = encode_image(&original, format, quality, speed)?;
+    let encode_time = encode_start.elapsed();
+    let decode_start = Instant::now();
+    let back = match format {
+        ImageFormat::Avif => avif::decode(&encoded, options)?,
+        _ => decode_as(&encoded, Some(to_image_format(format)), options)?,
+    };
+    let decode_time = decode_start.elapsed();
     let (a, b) = (original.to_rgb8(), back.to_rgb8());
     let psnr_db = metrics::psnr(&a, &b)?;
     let ssim = metrics::ssim(&a, &b)?;
@@ -301,6 +482,8 @@ pub fn encode(
     let output_bytes = encoded.len() as u64;
     let stats = ImageStats {
         format,
+        quality: format.default_quality().map(|_| quality),
+        speed: (format == ImageFormat::Avif).then_some(speed),
         width,
         height,
         input_bytes: input.len() as u64,
@@ -312,9 +495,171 @@ pub fn encode(
         },
         psnr_db,
         ssim,
+        encode_time,
+        decode_time,
         wall_time: start.elapsed(),
     };
     Ok((encoded, stats))
+}
+
+fn to_image_format(format: ImageFormat) -> image::ImageFormat {
+    match format {
+        ImageFormat::Png => image::ImageFormat::Png,
+        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+        ImageFormat::WebpLossless | ImageFormat::Webp => image::ImageFormat::WebP,
+        ImageFormat::Avif => image::ImageFormat::Avif,
+    }
+}
+
+/// Lossy WebP through libwebp.
+#[cfg(feature = "webp")]
+mod webp_lossy {
+    use super::*;
+
+    pub(super) fn encode(img: &DynamicImage, quality: u8) -> Result<Vec<u8>> {
+        let (width, height) = (img.width(), img.height());
+        let fail = |e: &dyn std::fmt::Debug| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("libwebp cannot encode this {width}x{height} image: {e:?}"),
+            )
+        };
+        // The buffers come from `to_rgb8`/`to_rgba8`, so their length always matches the
+        // dimensions (which the `webp` crate would otherwise panic on).
+        let memory = if img.color().has_alpha() {
+            let rgba = img.to_rgba8();
+            webp::Encoder::from_rgba(rgba.as_raw(), width, height)
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| fail(&e))?
+        } else {
+            let rgb = img.to_rgb8();
+            webp::Encoder::from_rgb(rgb.as_raw(), width, height)
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| fail(&e))?
+        };
+        Ok(memory.to_vec())
+    }
+}
+
+/// AVIF: ravif to encode, avif-decode (libaom) to decode.
+mod avif {
+    use super::*;
+
+    #[cfg(feature = "avif")]
+    pub(super) fn encode(img: &DynamicImage, quality: u8, speed: u8) -> Result<Vec<u8>> {
+        let (width, height) = (img.width() as usize, img.height() as usize);
+        // Checked by `ImageOptions::checked`: ravif panics outside these ranges.
+        let encoder = ravif::Encoder::new()
+            .with_quality(f32::from(quality.clamp(1, 100)))
+            .with_alpha_quality(f32::from(quality.clamp(1, 100)))
+            .with_speed(speed.clamp(1, 10));
+        let fail = |e: ravif::Error| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot encode this {width}x{height} image as AVIF: {e}"),
+            )
+        };
+        let encoded = if img.color().has_alpha() {
+            let pixels: Vec<ravif::RGBA8> = img
+                .to_rgba8()
+                .pixels()
+                .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
+            encoder
+                .encode_rgba(ravif::Img::new(&pixels[..], width, height))
+                .map_err(fail)?
+        } else {
+            let pixels: Vec<ravif::RGB8> = img
+                .to_rgb8()
+                .pixels()
+                .map(|p| ravif::RGB8::new(p[0], p[1], p[2]))
+                .collect();
+            encoder
+                .encode_rgb(ravif::Img::new(&pixels[..], width, height))
+                .map_err(fail)?
+        };
+        Ok(encoded.avif_file)
+    }
+
+    #[cfg(feature = "avif")]
+    pub(super) fn decode(data: &[u8], options: &ImageOptions) -> Result<DynamicImage> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::CorruptData,
+                format!("cannot decode avif image: {e}"),
+            )
+        };
+        // The AV1 sequence header bounds every frame the decoder may produce.
+        let parsed = avif_parse::read_avif(&mut &data[..]).map_err(|e| corrupt(&e))?;
+        let meta = parsed.primary_item_metadata().map_err(|e| corrupt(&e))?;
+        check_pixels(
+            meta.max_frame_width.get(),
+            meta.max_frame_height.get(),
+            options,
+        )?;
+        if let Some(alpha) = parsed.alpha_item_metadata().map_err(|e| corrupt(&e))? {
+            check_pixels(
+                alpha.max_frame_width.get(),
+                alpha.max_frame_height.get(),
+                options,
+            )?;
+        }
+        let image = avif_decode::Decoder::from_avif(data)
+            .and_then(|d| d.to_image())
+            .map_err(|e| corrupt(&e))?;
+        let shape = |w: usize, h: usize| -> Result<(u32, u32)> {
+            let w = u32::try_from(w).map_err(|_| corrupt(&"width out of range"))?;
+            let h = u32::try_from(h).map_err(|_| corrupt(&"height out of range"))?;
+            check_pixels(w, h, options)?;
+            Ok((w, h))
+        };
+        let short = || corrupt(&"decoded pixels do not fill the frame");
+        use avif_decode::Image;
+        Ok(match image {
+            Image::Rgb8(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().flat_map(|p| [p.r, p.g, p.b]).collect();
+                DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, raw).ok_or_else(short)?)
+            }
+            Image::Rgba8(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().flat_map(|p| [p.r, p.g, p.b, p.a]).collect();
+                DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, raw).ok_or_else(short)?)
+            }
+            Image::Rgb16(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().flat_map(|p| [p.r, p.g, p.b]).collect();
+                DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w, h, raw).ok_or_else(short)?)
+            }
+            Image::Rgba16(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().flat_map(|p| [p.r, p.g, p.b, p.a]).collect();
+                DynamicImage::ImageRgba16(
+                    image::ImageBuffer::from_raw(w, h, raw).ok_or_else(short)?,
+                )
+            }
+            Image::Gray8(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().map(|p| p.value()).collect();
+                DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, raw).ok_or_else(short)?)
+            }
+            Image::Gray16(img) => {
+                let (w, h) = shape(img.width(), img.height())?;
+                let raw = img.pixels().map(|p| p.value()).collect();
+                DynamicImage::ImageLuma16(
+                    image::ImageBuffer::from_raw(w, h, raw).ok_or_else(short)?,
+                )
+            }
+        })
+    }
+
+    #[cfg(not(feature = "avif"))]
+    pub(super) fn decode(_data: &[u8], _options: &ImageOptions) -> Result<DynamicImage> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "AVIF input needs the `avif` feature of kernelize-compress",
+        ))
+    }
 }
 
 #[cfg(test)]

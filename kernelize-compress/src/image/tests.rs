@@ -198,3 +198,216 @@ fn stats_serialize() -> Result<()> {
     assert_eq!(back.output_bytes, stats.output_bytes);
     Ok(())
 }
+
+#[test]
+fn format_names_round_trip() {
+    for f in ImageFormat::ALL {
+        assert_eq!(ImageFormat::from_name(f.name()), Some(f));
+        assert!(f.media_type().starts_with("image/"));
+        assert_eq!(f.is_lossless(), f.default_quality().is_none());
+    }
+    assert_eq!(ImageFormat::from_name("jpg"), Some(ImageFormat::Jpeg));
+    assert_eq!(
+        ImageFormat::from_name("webp-lossless"),
+        Some(ImageFormat::WebpLossless)
+    );
+    assert_eq!(ImageFormat::from_name("gif"), None);
+}
+
+/// The same picture with an alpha channel: opaque left half, a transparent band, a
+/// half-transparent rest.
+fn picture_rgba() -> image::RgbaImage {
+    let rgb = picture();
+    image::RgbaImage::from_fn(256, 256, |x, y| {
+        let p = rgb.get_pixel(x, y);
+        let a = if x < 128 {
+            255
+        } else if y < 64 {
+            0
+        } else {
+            128
+        };
+        image::Rgba([p[0], p[1], p[2], a])
+    })
+}
+
+/// Encodes at a high and a low quality and checks the figures move the right way.
+#[cfg(any(feature = "webp", feature = "avif"))]
+fn lossy_quality_figures(format: ImageFormat, extra: ImageOptions) -> Result<Vec<u8>> {
+    let input = png_bytes(&picture())?;
+    let at = |quality| ImageOptions {
+        quality: Some(quality),
+        ..extra.clone()
+    };
+    let (hi, s90) = encode(&input, format, &at(90))?;
+    let (lo, s30) = encode(&input, format, &at(30))?;
+    let p90 = s90.psnr_db.unwrap_or(f64::INFINITY);
+    let p30 = s30.psnr_db.unwrap_or(f64::INFINITY);
+    println!(
+        "{format} q90: {} bytes, {:.3} bpp, PSNR {p90:.2} dB, SSIM {:.4}, encode {:?}; \
+         q30: {} bytes, {:.3} bpp, PSNR {p30:.2} dB, SSIM {:.4}",
+        s90.output_bytes,
+        s90.bits_per_pixel,
+        s90.ssim,
+        s90.encode_time,
+        s30.output_bytes,
+        s30.bits_per_pixel,
+        s30.ssim
+    );
+    assert_eq!((s90.quality, s30.quality), (Some(90), Some(30)));
+    assert!(p90 > 30.0 && p90.is_finite(), "{format} psnr q90 {p90}");
+    assert!(s90.ssim > 0.9, "{format} ssim q90 {}", s90.ssim);
+    assert!(lo.len() < hi.len(), "{format}: q30 not smaller than q90");
+    assert!(p30 < p90);
+    assert!(s30.ssim <= s90.ssim);
+    // Far smaller than the raw pixels.
+    assert!(hi.len() < 256 * 256 * 3 / 4);
+    let back = decode(&hi, &ImageOptions::default())?;
+    assert_eq!((back.width(), back.height()), (256, 256));
+    Ok(hi)
+}
+
+#[cfg(feature = "webp")]
+#[test]
+fn webp_lossy_quality_figures() -> Result<()> {
+    let out = lossy_quality_figures(ImageFormat::Webp, ImageOptions::default())?;
+    assert_eq!(&out[..4], b"RIFF");
+    assert_eq!(&out[8..12], b"WEBP");
+    // A lossy (VP8) bitstream, not the lossless VP8L.
+    assert_eq!(&out[12..16], b"VP8 ");
+    Ok(())
+}
+
+#[cfg(feature = "webp")]
+#[test]
+fn webp_lossy_keeps_alpha() -> Result<()> {
+    let mut input = Vec::new();
+    picture_rgba()
+        .write_to(&mut Cursor::new(&mut input), image::ImageFormat::Png)
+        .map_err(err)?;
+    let (out, _) = encode(&input, ImageFormat::Webp, &ImageOptions::quality(80))?;
+    let back = decode(&out, &ImageOptions::default())?.to_rgba8();
+    assert_eq!(back.get_pixel(10, 10)[3], 255);
+    assert_eq!(back.get_pixel(200, 10)[3], 0);
+    assert!(back.get_pixel(200, 200)[3].abs_diff(128) <= 4);
+    Ok(())
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_quality_figures() -> Result<()> {
+    let fast = ImageOptions {
+        speed: Some(10),
+        ..ImageOptions::default()
+    };
+    let out = lossy_quality_figures(ImageFormat::Avif, fast)?;
+    assert!(is_avif(&out));
+    assert_eq!(&out[4..12], b"ftypavif");
+    Ok(())
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_keeps_alpha_and_reports_speed() -> Result<()> {
+    let mut input = Vec::new();
+    picture_rgba()
+        .write_to(&mut Cursor::new(&mut input), image::ImageFormat::Png)
+        .map_err(err)?;
+    let options = ImageOptions {
+        quality: Some(90),
+        speed: Some(9),
+        ..ImageOptions::default()
+    };
+    let (out, stats) = encode(&input, ImageFormat::Avif, &options)?;
+    assert_eq!((stats.speed, stats.quality), (Some(9), Some(90)));
+    let back = decode(&out, &ImageOptions::default())?;
+    assert!(back.color().has_alpha());
+    let back = back.to_rgba8();
+    assert_eq!(back.get_pixel(10, 10)[3], 255);
+    assert!(back.get_pixel(200, 10)[3] <= 4);
+    assert!(back.get_pixel(200, 200)[3].abs_diff(128) <= 8);
+    Ok(())
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_options_out_of_range_are_refused() -> Result<()> {
+    let input = png_bytes(&picture())?;
+    for options in [
+        ImageOptions::quality(0),
+        ImageOptions::quality(101),
+        ImageOptions {
+            speed: Some(0),
+            ..ImageOptions::default()
+        },
+        ImageOptions {
+            speed: Some(11),
+            ..ImageOptions::default()
+        },
+    ] {
+        let e = encode(&input, ImageFormat::Avif, &options)
+            .err()
+            .ok_or_else(|| err(format!("accepted {options:?}")))?;
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.message());
+        assert!(e.message().contains("avif"), "{}", e.message());
+    }
+    Ok(())
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_over_pixel_limit_is_refused_before_decoding() -> Result<()> {
+    let input = png_bytes(&picture())?;
+    let options = ImageOptions {
+        speed: Some(10),
+        ..ImageOptions::default()
+    };
+    let (avif, _) = encode(&input, ImageFormat::Avif, &options)?;
+    let small = ImageOptions {
+        max_pixels: 1000,
+        ..ImageOptions::default()
+    };
+    let e = decode(&avif, &small)
+        .err()
+        .ok_or_else(|| err("decoded an AVIF over the limit"))?;
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("256x256"), "{}", e.message());
+    Ok(())
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn damaged_avif_is_an_error_not_a_panic() -> Result<()> {
+    let input = png_bytes(&image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    }))?;
+    let options = ImageOptions {
+        speed: Some(10),
+        ..ImageOptions::default()
+    };
+    let (avif, _) = encode(&input, ImageFormat::Avif, &options)?;
+    let opts = ImageOptions::default();
+    let mut errors = 0;
+    for cut in (0..avif.len()).step_by(7) {
+        errors += usize::from(decode(&avif[..cut], &opts).is_err());
+    }
+    assert!(errors > 0);
+    // Flip bits all over; each decode either fails cleanly or yields an image of the
+    // right size (AV1 has no checksum over the pixels).
+    for i in (0..avif.len()).step_by(3) {
+        let mut bad = avif.clone();
+        bad[i] ^= 0x5A;
+        if let Ok(img) = decode(&bad, &opts) {
+            assert!(u64::from(img.width()) * u64::from(img.height()) <= opts.max_pixels);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn unavailable_format_says_which_feature() {
+    for f in ImageFormat::ALL.into_iter().filter(|f| !f.is_available()) {
+        let e = encode(b"x", f, &ImageOptions::default()).err();
+        assert_eq!(e.as_ref().map(|e| e.kind()), Some(ErrorKind::Unsupported));
+    }
+}
