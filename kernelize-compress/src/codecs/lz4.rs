@@ -15,8 +15,10 @@
 //! The alternative was liblz4 through the `lz4` crate. `lz4_flex` was chosen for having no C
 //! toolchain or system library to build against and a decoder in safe Rust (it parses
 //! untrusted input; the workspace enables its `safe-decode` and `checked-decode` features),
-//! with speed in the same range. The choice is provisional until the criterion comparison in
-//! `benches/` settles it. A first measurement (2-core AMD EPYC VM, 2026-11-26, release
+//! with speed in the same range. A later measurement of the block APIs alone (liblz4's
+//! `LZ4_compress_default`/`LZ4_decompress_safe` beside `lz4_flex::block`, `BENCHMARKS.md`)
+//! found them level on compression and within 0.75–0.81× on decompression into warm
+//! buffers, and level into fresh ones, so `lz4_flex` stays. A first measurement (2-core AMD EPYC VM, 2026-11-26, release
 //! build, best of 7, in-memory, frame format with 4 MiB independent blocks and content
 //! checksum on both sides; Silesia files; MB/s of uncompressed data):
 //!
