@@ -1,4 +1,4 @@
-//! Feeds arbitrary bytes to the image decoders (PNG, JPEG, BMP, TIFF, WebP) under a small
+//! Feeds arbitrary bytes to the image decoders (PNG, JPEG, BMP, TIFF, WebP, AVIF) under a small
 //! pixel limit: they must decode or return an error, never panic, never allocate past the
 //! limit.
 #![no_main]

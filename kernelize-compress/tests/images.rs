@@ -6,10 +6,10 @@
 #![cfg(all(feature = "png", feature = "jpeg", feature = "webp", feature = "avif"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod reference_tools;
 
-use common::{assert_success, corpus_file, path_str, run_tool};
 use kernelize_compress::image::{ImageFormat, ImageOptions, decode, encode, metrics};
+use reference_tools::{assert_success, corpus_file, path_str, run_tool};
 use tempfile::TempDir;
 
 fn photo() -> Vec<u8> {

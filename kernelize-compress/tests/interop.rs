@@ -28,11 +28,11 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod reference_tools;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_success, corpus_file, path_str, run_tool};
+use reference_tools::{assert_success, corpus_file, path_str, run_tool};
 
 use kernelize_compress::{CompressOptions, DecompressOptions, codec, compress, decompress, detect};
 use tempfile::TempDir;

@@ -127,6 +127,24 @@ pub mod opt_duration {
     }
 }
 
+/// Serde for required durations, written as [`opt_duration`] writes them.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// Writes a duration as humantime text (`"1s 500ms"`).
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        super::opt_duration::serialize(&Some(*value), s)
+    }
+
+    /// Reads `"250ms"`, `"30s"`, `"1h 5m"` or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::opt_duration::deserialize(d)?
+            .ok_or_else(|| serde::de::Error::custom("a duration is required here, not null"))
+    }
+}
+
 /// Where `${secret:NAME}` references are looked up.
 pub trait SecretStore: Send + Sync + 'static {
     /// The secret called `name`, if there is one.

@@ -1,0 +1,18 @@
+//! The HTTP foundation every REST connector stands on: [`HttpClient`], its [`Layer`]s and
+//! the [`RESTConnector`] trait.
+
+mod client;
+mod connector;
+mod layer;
+mod request;
+mod retry;
+mod timeout;
+
+pub use client::{ClientSettings, HttpClient, HttpClientBuilder};
+pub use connector::RESTConnector;
+pub use layer::{Layer, Next, Transport};
+pub use request::{BODY_EXCERPT, Body, IDEMPOTENCY_KEY, Part, Request, Response, excerpt};
+pub use retry::{Classifier, RetryLayer, RetryPolicy, Verdict, default_verdict};
+pub use timeout::{TimeoutLayer, TimeoutScope};
+
+pub use reqwest::{Method, StatusCode};
