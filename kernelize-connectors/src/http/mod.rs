@@ -1,6 +1,7 @@
 //! The HTTP foundation every REST connector stands on: [`HttpClient`], its [`Layer`]s and
 //! the [`RESTConnector`] trait.
 
+mod auth;
 mod client;
 mod connector;
 mod layer;
@@ -8,6 +9,10 @@ mod request;
 mod retry;
 mod timeout;
 
+pub use auth::{
+    ApiKeyAuth, ApiKeyPlace, BasicAuth, BearerAuth, ClientAuthMethod, ClientCredentials,
+    HeaderAuth, OAuth2ClientCredentials, RequestSigner, SigningLayer,
+};
 pub use client::{ClientSettings, HttpClient, HttpClientBuilder};
 pub use connector::RESTConnector;
 pub use layer::{Layer, Next, Transport};
