@@ -2,9 +2,11 @@
 //! the [`RESTConnector`] trait.
 
 mod auth;
+mod breaker;
 mod client;
 mod connector;
 mod layer;
+mod limits;
 mod request;
 mod retry;
 mod timeout;
@@ -13,9 +15,11 @@ pub use auth::{
     ApiKeyAuth, ApiKeyPlace, BasicAuth, BearerAuth, ClientAuthMethod, ClientCredentials,
     HeaderAuth, OAuth2ClientCredentials, RequestSigner, SigningLayer,
 };
+pub use breaker::{BreakerSettings, BreakerState, CircuitBreaker};
 pub use client::{ClientSettings, HttpClient, HttpClientBuilder};
 pub use connector::RESTConnector;
 pub use layer::{Layer, Next, Transport};
+pub use limits::{ConcurrencyLimit, RateLimit};
 pub use request::{BODY_EXCERPT, Body, IDEMPOTENCY_KEY, Part, Request, Response, excerpt};
 pub use retry::{Classifier, RetryLayer, RetryPolicy, Verdict, default_verdict};
 pub use timeout::{TimeoutLayer, TimeoutScope};
