@@ -589,6 +589,11 @@ mod avif {
                 format!("cannot decode avif image: {e}"),
             )
         };
+        // avif-parse allocates a box's declared size before reading it; a box claiming more
+        // than the file holds would make it allocate that much (found by fuzzing).
+        if !boxes_fit(data, 0) {
+            return Err(corrupt(&"a box claims more bytes than its container holds"));
+        }
         // The AV1 sequence header bounds every frame the decoder may produce.
         let parsed = avif_parse::read_avif(&mut &data[..]).map_err(|e| corrupt(&e))?;
         let meta = parsed.primary_item_metadata().map_err(|e| corrupt(&e))?;
@@ -651,6 +656,51 @@ mod avif {
                 )
             }
         })
+    }
+
+    /// Whether every ISO-BMFF box in `data` fits inside its container: the top-level boxes
+    /// in the file, and the children of the container boxes avif-parse reads whole
+    /// (`meta`, `iprp`, `ipco`, `dinf`).
+    #[cfg(feature = "avif")]
+    pub(super) fn boxes_fit(data: &[u8], depth: u32) -> bool {
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let Some(head) = rest.get(..8) else {
+                return false;
+            };
+            let (header, size) = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
+                0 => (8, rest.len()),
+                1 => match rest.get(8..16) {
+                    Some(large) => {
+                        let mut bytes = [0u8; 8];
+                        bytes.copy_from_slice(large);
+                        (
+                            16,
+                            usize::try_from(u64::from_be_bytes(bytes)).unwrap_or(usize::MAX),
+                        )
+                    }
+                    None => return false,
+                },
+                n => (8, n as usize),
+            };
+            if size < header || size > rest.len() {
+                return false;
+            }
+            let body = &rest[header..size];
+            let children = match &head[4..8] {
+                b"meta" => body.get(4..),
+                b"iprp" | b"ipco" | b"dinf" => Some(body),
+                _ => None,
+            };
+            if let Some(children) = children
+                && (depth >= 8 || !boxes_fit(children, depth + 1))
+            {
+                return false;
+            }
+            pos += size;
+        }
+        true
     }
 
     #[cfg(not(feature = "avif"))]

@@ -411,3 +411,29 @@ fn unavailable_format_says_which_feature() {
         assert_eq!(e.as_ref().map(|e| e.kind()), Some(ErrorKind::Unsupported));
     }
 }
+
+#[cfg(feature = "avif")]
+#[test]
+fn an_avif_box_claiming_more_than_the_file_is_refused_before_parsing() -> Result<()> {
+    let input = png_bytes(&image::RgbImage::new(16, 16))?;
+    let options = ImageOptions {
+        speed: Some(10),
+        ..ImageOptions::default()
+    };
+    let (avif, _) = encode(&input, ImageFormat::Avif, &options)?;
+    assert!(avif::boxes_fit(&avif, 0));
+    // Find the `iloc` box inside `meta` and make it claim 4 GB.
+    let at = avif
+        .windows(4)
+        .position(|w| w == b"iloc")
+        .ok_or_else(|| err("no iloc box"))?;
+    let mut bad = avif.clone();
+    bad[at - 4..at].copy_from_slice(&0xFFFF_FF00u32.to_be_bytes());
+    assert!(!avif::boxes_fit(&bad, 0));
+    let e = decode(&bad, &ImageOptions::default())
+        .err()
+        .ok_or_else(|| err("decoded a lying AVIF"))?;
+    assert_eq!(e.kind(), ErrorKind::CorruptData);
+    assert!(e.message().contains("claims more bytes"), "{}", e.message());
+    Ok(())
+}
