@@ -199,13 +199,15 @@ fn humantime_duration(text: &str) -> Result<std::time::Duration> {
         })
 }
 
-/// The host running the CLI grants file access to the current directory, and nothing else.
+/// The host running the CLI grants file access to the current directory and, to plugins
+/// that declare it, the network (the user named the URL); nothing else.
 fn default_plugin_config(metadata: &PluginMetadata) -> Result<PluginConfig> {
     let cwd = std::env::current_dir()?;
     let mut config = PluginConfig::default();
     for wanted in [
         Permission::FileRead { path: cwd.clone() },
         Permission::FileWrite { path: cwd.clone() },
+        Permission::Network { host: "*".into() },
     ] {
         if metadata.permissions.iter().any(|d| d.covers(&wanted)) {
             config.permissions.push(wanted);

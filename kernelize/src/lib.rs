@@ -21,11 +21,16 @@ pub use kernelize_core as core;
 ))]
 pub use kernelize_compress as compress;
 
+/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`).
+#[cfg(feature = "http")]
+pub use kernelize_connectors as connectors;
+
 /// Factories of every built-in plugin this build includes.
 ///
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
 /// plugin per enabled codec (`none` and the codecs the features name, `image-*` for the image
-/// codecs); connectors join them as their features are enabled.
+/// codecs), then `http` with the `http` feature; further connectors join them as their
+/// features are enabled.
 pub fn builtin_factories() -> Vec<PluginFactory> {
     #[allow(unused_mut)]
     let mut all = kernelize_core::builtins::factories();
@@ -41,6 +46,8 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
         feature = "avif"
     ))]
     all.extend(kernelize_compress::factories());
+    #[cfg(feature = "http")]
+    all.extend(kernelize_connectors::factories());
     all
 }
 

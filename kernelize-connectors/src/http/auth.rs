@@ -1,5 +1,6 @@
 //! Authentication layers: bearer token, basic, API key (header or query), a fixed header
-//! set, a signing hook, and OAuth2 client credentials with a shared, refreshed token.
+//! set, a signing hook, OAuth2 client credentials and JWT-bearer grants with a shared,
+//! refreshed token, and self-signed JWTs (key-pair authentication).
 //!
 //! Credentials are [`SecretString`]s: they reach the wire and nothing else. Header values
 //! are marked sensitive (so HTTP libraries leave them out of their logs), and errors never
@@ -259,11 +260,71 @@ pub struct ClientCredentials {
     pub refresh_margin: Duration,
 }
 
+/// A token in use: the header it goes in, when to replace it, and which fetch it came from.
 #[derive(Clone)]
 struct CachedToken {
     header: HeaderValue,
     refresh_at: Instant,
     generation: u64,
+}
+
+/// One shared token and the rule that only one caller at a time fetches a new one.
+struct TokenKeeper {
+    cache: Mutex<Option<CachedToken>>,
+}
+
+impl TokenKeeper {
+    fn new() -> Self {
+        Self {
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current token, fetching one (through `fetch`, with the lock held, so that
+    /// concurrent callers wait for one fetch) when there is none or it is due for refresh.
+    /// With `stale`, a token of that generation is treated as refused and replaced.
+    async fn token<F, Fut>(&self, stale: Option<u64>, fetch: F) -> Result<CachedToken>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<CachedToken>>,
+    {
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.as_ref() {
+            let refused = stale == Some(token.generation);
+            if !refused && Instant::now() < token.refresh_at {
+                return Ok(token.clone());
+            }
+        }
+        let generation = cache.as_ref().map_or(1, |t| t.generation + 1);
+        let token = fetch(generation).await?;
+        *cache = Some(token.clone());
+        Ok(token)
+    }
+}
+
+/// Sends `request` with the keeper's token; on a 401 answer, replaces that token once
+/// (one fetch however many calls got the 401) and replays the request once.
+async fn send_with_token<F, Fut>(
+    keeper: &TokenKeeper,
+    fetch: F,
+    request: Request,
+    next: Next<'_>,
+) -> Result<Response>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<CachedToken>>,
+{
+    let token = keeper.token(None, &fetch).await?;
+    let mut first = request.clone();
+    first.headers.insert(AUTHORIZATION, token.header.clone());
+    let response = next.run(first).await?;
+    if response.status.as_u16() != 401 {
+        return Ok(response);
+    }
+    let fresh = keeper.token(Some(token.generation), &fetch).await?;
+    let mut replay = request;
+    replay.headers.insert(AUTHORIZATION, fresh.header);
+    next.run(replay).await
 }
 
 #[derive(Deserialize)]
@@ -273,6 +334,82 @@ struct TokenAnswer {
     token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<u64>,
+}
+
+/// Posts `form` to a token endpoint and reads the access token (RFC 6749 §5.1). The
+/// form may hold a secret or an assertion: neither is ever quoted in an error or a log.
+async fn request_token(
+    http: &reqwest::Client,
+    token_url: &Url,
+    form: &[(String, String)],
+    authorization: Option<HeaderValue>,
+    refresh_margin: Duration,
+    generation: u64,
+) -> Result<CachedToken> {
+    let mut request = http.post(token_url.clone());
+    if let Some(value) = authorization {
+        request = request.header(AUTHORIZATION, value);
+    }
+    let started = Instant::now();
+    let where_ = format!(
+        "the token endpoint {}://{}{}",
+        token_url.scheme(),
+        token_url.host_str().unwrap_or(""),
+        token_url.path()
+    );
+    let fail = |e: reqwest::Error| {
+        let e = e.without_url();
+        Error::new(ErrorKind::Remote, format!("{where_} did not answer: {e}"))
+            .set_source(e)
+            .set_temporary()
+    };
+    let response = request.form(form).send().await.map_err(fail)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(fail)?;
+    if !status.is_success() {
+        let kind = if status.as_u16() == 400 || status.as_u16() == 401 {
+            ErrorKind::PermissionDenied
+        } else {
+            ErrorKind::Remote
+        };
+        let error = Error::new(
+            kind,
+            format!("{where_} refused a token ({status}): {}", excerpt(&body)),
+        )
+        .with_status(status.as_u16());
+        return Err(if status.is_server_error() {
+            error.set_temporary()
+        } else {
+            error.set_permanent()
+        });
+    }
+    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+        Error::new(
+            ErrorKind::Remote,
+            format!("{where_} answered without a usable access_token ({e})"),
+        )
+    })?;
+    if let Some(kind) = &answer.token_type
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{where_} issued a `{kind}` token; only bearer tokens are supported"),
+        ));
+    }
+    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
+    let margin = refresh_margin.min(lifetime / 2);
+    tracing::debug!(
+        token_endpoint = %where_,
+        lifetime_s = lifetime.as_secs(),
+        generation,
+        "fetched an OAuth2 token"
+    );
+    Ok(CachedToken {
+        header: secret_header(&format!("Bearer {}", answer.access_token), "access token")?,
+        refresh_at: started + lifetime - margin,
+        generation,
+    })
 }
 
 /// OAuth2 client credentials (RFC 6749 §4.4) as a layer.
@@ -285,7 +422,7 @@ struct TokenAnswer {
 pub struct OAuth2ClientCredentials {
     settings: ClientCredentials,
     http: reqwest::Client,
-    cache: Mutex<Option<CachedToken>>,
+    keeper: TokenKeeper,
 }
 
 impl std::fmt::Debug for OAuth2ClientCredentials {
@@ -304,24 +441,8 @@ impl OAuth2ClientCredentials {
         Self {
             settings,
             http,
-            cache: Mutex::new(None),
+            keeper: TokenKeeper::new(),
         }
-    }
-
-    /// The current token, fetching one when there is none or it is due for refresh. With
-    /// `stale`, a token of that generation is treated as refused and replaced.
-    async fn token(&self, stale: Option<u64>) -> Result<CachedToken> {
-        let mut cache = self.cache.lock().await;
-        if let Some(token) = cache.as_ref() {
-            let refused = stale == Some(token.generation);
-            if !refused && Instant::now() < token.refresh_at {
-                return Ok(token.clone());
-            }
-        }
-        let generation = cache.as_ref().map_or(1, |t| t.generation + 1);
-        let token = self.fetch(generation).await?;
-        *cache = Some(token.clone());
-        Ok(token)
     }
 
     async fn fetch(&self, generation: u64) -> Result<CachedToken> {
@@ -332,79 +453,26 @@ impl OAuth2ClientCredentials {
             form.push(("scope".into(), s.scopes.join(" ")));
         }
         form.extend(s.extra.iter().cloned());
-        let mut request = self.http.post(s.token_url.clone());
-        match s.client_auth {
-            ClientAuthMethod::Basic => {
-                request =
-                    request.header(AUTHORIZATION, basic_header(&s.client_id, &s.client_secret)?);
-            }
+        let authorization = match s.client_auth {
+            ClientAuthMethod::Basic => Some(basic_header(&s.client_id, &s.client_secret)?),
             ClientAuthMethod::Body => {
                 form.push(("client_id".into(), s.client_id.clone()));
                 form.push((
                     "client_secret".into(),
                     s.client_secret.expose_secret().to_string(),
                 ));
+                None
             }
-        }
-        let started = Instant::now();
-        let where_ = format!(
-            "the token endpoint {}://{}{}",
-            s.token_url.scheme(),
-            s.token_url.host_str().unwrap_or(""),
-            s.token_url.path()
-        );
-        let fail = |e: reqwest::Error| {
-            Error::new(ErrorKind::Remote, format!("{where_} did not answer: {e}"))
-                .set_source(e.without_url())
-                .set_temporary()
         };
-        let response = request.form(&form).send().await.map_err(fail)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(fail)?;
-        if !status.is_success() {
-            let kind = if status.as_u16() == 400 || status.as_u16() == 401 {
-                ErrorKind::PermissionDenied
-            } else {
-                ErrorKind::Remote
-            };
-            let error = Error::new(
-                kind,
-                format!("{where_} refused a token ({status}): {}", excerpt(&body)),
-            )
-            .with_status(status.as_u16());
-            return Err(if status.is_server_error() {
-                error.set_temporary()
-            } else {
-                error.set_permanent()
-            });
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            Error::new(
-                ErrorKind::Remote,
-                format!("{where_} answered without a usable access_token ({e})"),
-            )
-        })?;
-        if let Some(kind) = &answer.token_type
-            && !kind.eq_ignore_ascii_case("bearer")
-        {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("{where_} issued a `{kind}` token; only bearer tokens are supported"),
-            ));
-        }
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        let margin = s.refresh_margin.min(lifetime / 2);
-        tracing::debug!(
-            token_url = %s.token_url,
-            lifetime_s = lifetime.as_secs(),
+        request_token(
+            &self.http,
+            &s.token_url,
+            &form,
+            authorization,
+            s.refresh_margin,
             generation,
-            "fetched an OAuth2 token"
-        );
-        Ok(CachedToken {
-            header: secret_header(&format!("Bearer {}", answer.access_token), "access token")?,
-            refresh_at: started + lifetime - margin,
-            generation,
-        })
+        )
+        .await
     }
 }
 
@@ -415,16 +483,273 @@ impl Layer for OAuth2ClientCredentials {
     }
 
     async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
-        let token = self.token(None).await?;
-        let mut first = request.clone();
-        first.headers.insert(AUTHORIZATION, token.header.clone());
-        let response = next.run(first).await?;
-        if response.status.as_u16() != 401 {
-            return Ok(response);
+        send_with_token(&self.keeper, |g| self.fetch(g), request, next).await
+    }
+}
+
+/// The grant type of RFC 7523 §2.1.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// What goes into a signed JWT: who signs (`iss`), for whom (`sub`), to whom (`aud`), for
+/// how long, and any further claims (`scope` for Google service accounts).
+#[derive(Debug, Clone)]
+pub struct JwtClaims {
+    /// `iss`: the service account or key owner.
+    pub issuer: String,
+    /// `sub`: the user acted for; `None` leaves the claim out.
+    pub subject: Option<String>,
+    /// `aud`: the token endpoint or the API; `None` leaves the claim out.
+    pub audience: Option<String>,
+    /// `exp - iat`. Most servers refuse more than an hour.
+    pub lifetime: Duration,
+    /// Further claims, added as they are.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl JwtClaims {
+    /// Claims issued by `issuer`, valid for an hour, with nothing else.
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_string(),
+            subject: None,
+            audience: None,
+            lifetime: Duration::from_secs(3600),
+            extra: serde_json::Map::new(),
         }
-        let fresh = self.token(Some(token.generation)).await?;
-        let mut replay = request;
-        replay.headers.insert(AUTHORIZATION, fresh.header);
-        next.run(replay).await
+    }
+}
+
+/// Signs JWTs with RS256 (RSASSA-PKCS1-v1_5 with SHA-256) from an RSA private key in PEM
+/// (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`). Signing goes through
+/// `jsonwebtoken` on aws-lc-rs, the crypto library the HTTP client's TLS already uses; the
+/// `rsa` crate (a second, pure-Rust RSA) was the rejected alternative.
+#[derive(Clone)]
+pub struct JwtSigner {
+    key: Arc<jsonwebtoken::EncodingKey>,
+    key_id: Option<String>,
+}
+
+impl std::fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("algorithm", &"RS256")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    /// A signer for `pem`; a key that is not an RSA private key in PEM is a config error
+    /// that never quotes the key.
+    pub fn rs256_pem(pem: &SecretString) -> Result<Self> {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!(
+                        "the private key is not an RSA private key in PEM (PKCS#1 or PKCS#8): {}",
+                        jwt_error_kind(&e)
+                    ),
+                )
+            })?;
+        Ok(Self {
+            key: Arc::new(key),
+            key_id: None,
+        })
+    }
+
+    /// Puts `kid` in the JWT header (Google service accounts name their key this way).
+    pub fn with_key_id(mut self, key_id: &str) -> Self {
+        self.key_id = Some(key_id.to_string());
+        self
+    }
+
+    /// A signed JWT with `claims`, issued now.
+    pub fn sign(&self, claims: &JwtClaims) -> Result<SecretString> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Error::new(ErrorKind::Unexpected, "the system clock is before 1970"))?
+            .as_secs();
+        let mut body = serde_json::Map::new();
+        body.insert("iss".into(), claims.issuer.clone().into());
+        if let Some(sub) = &claims.subject {
+            body.insert("sub".into(), sub.clone().into());
+        }
+        if let Some(aud) = &claims.audience {
+            body.insert("aud".into(), aud.clone().into());
+        }
+        body.insert("iat".into(), now.into());
+        body.insert("exp".into(), (now + claims.lifetime.as_secs()).into());
+        for (k, v) in &claims.extra {
+            body.insert(k.clone(), v.clone());
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = self.key_id.clone();
+        let token = jsonwebtoken::encode(&header, &body, &self.key).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("cannot sign the JWT: {}", jwt_error_kind(&e)),
+            )
+        })?;
+        Ok(SecretString::from(token))
+    }
+}
+
+/// The kind of a `jsonwebtoken` failure, without anything of the key.
+fn jwt_error_kind(e: &jsonwebtoken::errors::Error) -> String {
+    format!("{:?}", e.kind())
+        .split('(')
+        .next()
+        .unwrap_or("error")
+        .to_string()
+}
+
+/// Where the scopes of a JWT-bearer grant go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopePlacement {
+    /// A `scope` claim in the assertion (Google service accounts).
+    #[default]
+    Claim,
+    /// A `scope` form field beside the assertion (RFC 7523 §2.1).
+    Form,
+}
+
+/// OAuth2 JWT-bearer settings (RFC 7523): the assertion's claims, the signer, the token
+/// endpoint.
+#[derive(Debug, Clone)]
+pub struct JwtBearer {
+    /// The token endpoint.
+    pub token_url: Url,
+    /// The signer (the service account's or the key pair's private key).
+    pub signer: JwtSigner,
+    /// The assertion's claims; `aud` defaults to the token endpoint.
+    pub claims: JwtClaims,
+    /// Scopes to ask for.
+    pub scopes: Vec<String>,
+    /// Where the scopes go.
+    pub scope_placement: ScopePlacement,
+    /// Refresh this long before the token expires (at most half its lifetime).
+    pub refresh_margin: Duration,
+}
+
+/// OAuth2 JWT-bearer assertion grant (RFC 7523 §2.1, Google service accounts) as a layer:
+/// a fresh RS256-signed assertion is exchanged for an access token, which is then shared,
+/// refreshed and replayed on 401 exactly as [`OAuth2ClientCredentials`] does.
+pub struct OAuth2JwtBearer {
+    settings: JwtBearer,
+    http: reqwest::Client,
+    keeper: TokenKeeper,
+}
+
+impl std::fmt::Debug for OAuth2JwtBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2JwtBearer")
+            .field("token_url", &self.settings.token_url.as_str())
+            .field("issuer", &self.settings.claims.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth2JwtBearer {
+    /// A layer fetching tokens with `http` (a plain client).
+    pub fn new(settings: JwtBearer, http: reqwest::Client) -> Self {
+        Self {
+            settings,
+            http,
+            keeper: TokenKeeper::new(),
+        }
+    }
+
+    async fn fetch(&self, generation: u64) -> Result<CachedToken> {
+        let s = &self.settings;
+        let mut claims = s.claims.clone();
+        if claims.audience.is_none() {
+            claims.audience = Some(s.token_url.to_string());
+        }
+        let scope = s.scopes.join(" ");
+        if !scope.is_empty() && s.scope_placement == ScopePlacement::Claim {
+            claims.extra.insert("scope".into(), scope.clone().into());
+        }
+        let assertion = s.signer.sign(&claims)?;
+        let mut form: Vec<(String, String)> = vec![
+            ("grant_type".into(), JWT_BEARER_GRANT.into()),
+            ("assertion".into(), assertion.expose_secret().to_string()),
+        ];
+        if !scope.is_empty() && s.scope_placement == ScopePlacement::Form {
+            form.push(("scope".into(), scope));
+        }
+        request_token(
+            &self.http,
+            &s.token_url,
+            &form,
+            None,
+            s.refresh_margin,
+            generation,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Layer for OAuth2JwtBearer {
+    fn name(&self) -> &'static str {
+        "oauth2-jwt-bearer"
+    }
+
+    async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
+        send_with_token(&self.keeper, |g| self.fetch(g), request, next).await
+    }
+}
+
+/// A self-signed JWT as the bearer token, with no token endpoint (key-pair authentication,
+/// as Snowflake's SQL API does it). The JWT is re-signed before it expires and, once, after
+/// a 401.
+pub struct JwtAuth {
+    signer: JwtSigner,
+    claims: JwtClaims,
+    refresh_margin: Duration,
+    keeper: TokenKeeper,
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("issuer", &self.claims.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuth {
+    /// A layer signing `claims` with `signer`; a new JWT is signed `refresh_margin` (at most
+    /// half the lifetime) before the current one expires.
+    pub fn new(signer: JwtSigner, claims: JwtClaims, refresh_margin: Duration) -> Self {
+        Self {
+            signer,
+            claims,
+            refresh_margin,
+            keeper: TokenKeeper::new(),
+        }
+    }
+
+    async fn fetch(&self, generation: u64) -> Result<CachedToken> {
+        let signed_at = Instant::now();
+        let jwt = self.signer.sign(&self.claims)?;
+        let margin = self.refresh_margin.min(self.claims.lifetime / 2);
+        Ok(CachedToken {
+            header: secret_header(&format!("Bearer {}", jwt.expose_secret()), "JWT")?,
+            refresh_at: signed_at + self.claims.lifetime - margin,
+            generation,
+        })
+    }
+}
+
+#[async_trait]
+impl Layer for JwtAuth {
+    fn name(&self) -> &'static str {
+        "jwt-auth"
+    }
+
+    async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
+        send_with_token(&self.keeper, |g| self.fetch(g), request, next).await
     }
 }

@@ -11,11 +11,16 @@ use super::layer::{Layer, Next};
 use super::request::{Request, Response};
 
 /// When the breaker opens and for how long.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerSettings {
     /// Failures in a row that open the breaker.
     pub failure_threshold: u32,
     /// How long it stays open before letting a probe through.
+    #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
     pub open_for: Duration,
 }
 

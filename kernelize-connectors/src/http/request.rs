@@ -87,6 +87,9 @@ pub struct Request {
     pub path_template: Option<String>,
     /// A whole-call timeout for this request, overriding the client's.
     pub timeout: Option<Duration>,
+    /// Whether a response cache in the stack may answer this request, and for how long a
+    /// stored answer stays fresh; `None` (the default) bypasses the cache.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl Request {
@@ -99,6 +102,7 @@ impl Request {
             body: Body::Empty,
             path_template: None,
             timeout: None,
+            cache_ttl: None,
         }
     }
 
@@ -195,6 +199,14 @@ impl Request {
     /// A whole-call timeout for this request.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Lets a [`ResponseCache`](super::ResponseCache) in the stack keep the answer fresh
+    /// for `ttl` and revalidate it (ETag, Last-Modified) after that. Caching is opt-in per
+    /// request: a connector marks the kinds of request whose answers may be reused.
+    pub fn cached(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = Some(ttl);
         self
     }
 

@@ -40,20 +40,23 @@ pub fn default_verdict(response: &Response) -> Verdict {
 }
 
 /// How to retry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 turns retrying off.
     pub max_attempts: u32,
     /// The backoff ceiling before the first retry; it doubles each retry.
     #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
     pub base_delay: Duration,
     /// The largest backoff ceiling.
     #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
     pub max_delay: Duration,
     /// The longest `Retry-After` waited out; a server asking for more ends the call with a
     /// rate-limited error carrying its wait, so the caller can decide.
     #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
     pub max_retry_after: Duration,
 }
 
