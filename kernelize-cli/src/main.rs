@@ -123,8 +123,15 @@ fn main() -> ExitCode {
 /// Logs go to stderr; `KERNELIZE_LOG` sets the filter (default: errors only, and notifier
 /// messages at info).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KERNELIZE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KERNELIZE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,kernelize::notify=info"));
+    // tungstenite logs each WebSocket handshake request whole, credentials included, at
+    // trace level: never let that through, whatever KERNELIZE_LOG asks for.
+    for cap in ["tungstenite=debug", "tokio_tungstenite=debug"] {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

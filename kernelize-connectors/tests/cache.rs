@@ -100,7 +100,11 @@ async fn a_fresh_entry_answers_without_a_request() {
     let first = client.send_ok(get()).await.unwrap();
     let second = client.send_ok(get()).await.unwrap();
     assert_eq!(first.body, second.body);
-    assert_eq!(seen(&shared).len(), 1, "the second answer came from the cache");
+    assert_eq!(
+        seen(&shared).len(),
+        1,
+        "the second answer came from the cache"
+    );
     assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
     // Without `cached`, the request goes out.
     client
@@ -122,7 +126,11 @@ async fn a_stale_entry_is_revalidated_by_etag_and_a_304_serves_the_cached_body()
     let first = client.send_ok(get()).await.unwrap();
     assert_eq!(first.text(), r#"{"version":0}"#);
     let second = client.send_ok(get()).await.unwrap();
-    assert_eq!(second.status.as_u16(), 200, "a 304 is answered as the stored 200");
+    assert_eq!(
+        second.status.as_u16(),
+        200,
+        "a 304 is answered as the stored 200"
+    );
     assert_eq!(second.text(), r#"{"version":0}"#);
     assert!(second.is_json(), "the stored headers come with the body");
     let s = seen(&shared);
@@ -134,8 +142,14 @@ async fn a_stale_entry_is_revalidated_by_etag_and_a_304_serves_the_cached_body()
     // The resource changes: the server answers 200 with the new body, which replaces
     // the entry.
     shared.lock().unwrap().version = 1;
-    assert_eq!(client.send_ok(get()).await.unwrap().text(), r#"{"version":1}"#);
-    assert_eq!(client.send_ok(get()).await.unwrap().text(), r#"{"version":1}"#);
+    assert_eq!(
+        client.send_ok(get()).await.unwrap().text(),
+        r#"{"version":1}"#
+    );
+    assert_eq!(
+        client.send_ok(get()).await.unwrap().text(),
+        r#"{"version":1}"#
+    );
     let s = seen(&shared);
     assert_eq!(s[3].1.as_deref(), Some("\"v1\""));
     assert_eq!(cache.stats().revalidated, 2);
@@ -177,9 +191,18 @@ async fn no_store_is_obeyed_and_post_bodies_are_part_of_the_key() {
             .bytes(q.to_string(), "text/plain")
             .cached(Duration::from_secs(60))
     };
-    assert_eq!(client.send_ok(search("a")).await.unwrap().text(), "results for a");
-    assert_eq!(client.send_ok(search("b")).await.unwrap().text(), "results for b");
-    assert_eq!(client.send_ok(search("a")).await.unwrap().text(), "results for a");
+    assert_eq!(
+        client.send_ok(search("a")).await.unwrap().text(),
+        "results for a"
+    );
+    assert_eq!(
+        client.send_ok(search("b")).await.unwrap().text(),
+        "results for b"
+    );
+    assert_eq!(
+        client.send_ok(search("a")).await.unwrap().text(),
+        "results for a"
+    );
     assert_eq!(
         seen(&shared).len(),
         4,

@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use graphql_server::WsServer;
 use kernelize_connectors::graphql::{
-    GraphQLClient, GraphQLErrors, GraphQLRequest, PathSegment, SubscriptionOptions,
-    retry_verdict,
+    GraphQLClient, GraphQLErrors, GraphQLRequest, PathSegment, SubscriptionOptions, retry_verdict,
 };
 use kernelize_connectors::http::{
     HttpClient, IDEMPOTENCY_KEY, Layer, Next, Request, Response, RetryLayer, RetryPolicy,
@@ -82,7 +81,10 @@ async fn partial_data_with_errors_is_returned_as_both() {
         .await
         .unwrap();
 
-    assert_eq!(answer.data, Some(json!({"user": {"name": "Ada", "email": null}})));
+    assert_eq!(
+        answer.data,
+        Some(json!({"user": {"name": "Ada", "email": null}}))
+    );
     assert_eq!(answer.errors.len(), 1);
     let error = &answer.errors[0];
     assert_eq!(error.message, "email is private");
@@ -107,7 +109,10 @@ async fn partial_data_with_errors_is_returned_as_both() {
         json!({"query": "query User($id: ID!) { user(id: $id) { name email } }", "variables": {"id": "7"}})
     );
     let accept = arrivals[0].headers["accept"].to_str().unwrap();
-    assert!(accept.contains("application/graphql-response+json"), "{accept}");
+    assert!(
+        accept.contains("application/graphql-response+json"),
+        "{accept}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +169,10 @@ async fn a_mutation_is_not_retried() {
     .await;
 
     let err = client(&server)
-        .execute("mutation Pay($n: Int) { pay(amount: $n) }", &json!({"n": 5}))
+        .execute(
+            "mutation Pay($n: Int) { pay(amount: $n) }",
+            &json!({"n": 5}),
+        )
         .await
         .unwrap_err();
 
@@ -205,7 +213,10 @@ async fn the_named_operation_decides_whether_a_request_is_retryable() {
 #[tokio::test]
 async fn graphql_errors_in_a_200_never_cause_a_retry() {
     let server = ScriptedServer::start(vec![
-        Step::json(200, json!({"data": null, "errors": [{"message": "try again later"}]})),
+        Step::json(
+            200,
+            json!({"data": null, "errors": [{"message": "try again later"}]}),
+        ),
         Step::json(200, json!({"data": {"ok": true}})),
     ])
     .await;
@@ -322,10 +333,20 @@ async fn typed_execute_deserializes_data() {
     assert!(err.message().contains("does not fit"), "{err}");
 }
 
+/// What the stack saw of one request: its cache TTL, whether it may be retried, and its
+/// idempotency key.
+type Seen = (Option<Duration>, bool, Option<String>);
+
 /// Records what reaches the bottom of the stack.
 #[derive(Default, Clone)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<(Option<Duration>, bool)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
 }
 
 #[async_trait]
@@ -334,37 +355,37 @@ impl Layer for Recorder {
         "recorder"
     }
 
-    async fn handle(
-        &self,
-        request: Request,
-        next: Next<'_>,
-    ) -> kernelize_core::Result<Response> {
+    async fn handle(&self, request: Request, next: Next<'_>) -> kernelize_core::Result<Response> {
+        let key = request
+            .headers
+            .get(IDEMPOTENCY_KEY)
+            .map(|v| v.to_str().unwrap().to_string());
         self.seen
             .lock()
             .unwrap()
-            .push((request.cache_ttl, request.is_idempotent()));
+            .push((request.cache_ttl, request.is_idempotent(), key));
         next.run(request).await
     }
 }
 
-#[tokio::test]
-async fn queries_are_marked_cacheable_and_mutations_never() {
-    let server = ScriptedServer::start(vec![
-        Step::json(200, json!({"data": {}})),
-        Step::json(200, json!({"data": {}})),
-        Step::json(200, json!({"data": {}})),
-        Step::json(200, json!({"data": {}})),
-        Step::json(200, json!({"data": {}})),
-    ])
-    .await;
+fn recorded(server: &ScriptedServer) -> (HttpClient, Recorder) {
     let recorder = Recorder::default();
     let http = HttpClient::builder(&server.url())
         .unwrap()
         .layer(recorder.clone())
         .build()
         .unwrap();
+    (http, recorder)
+}
+
+#[tokio::test]
+async fn queries_are_marked_cacheable_and_mutations_never() {
+    let server = ScriptedServer::start(vec![Step::json(200, json!({"data": {}})); 5]).await;
+    let (http, recorder) = recorded(&server);
     let minute = Duration::from_secs(60);
-    let client = GraphQLClient::new(http.clone(), "graphql").unwrap().cache(minute);
+    let client = GraphQLClient::new(http.clone(), "graphql")
+        .unwrap()
+        .cache(minute);
 
     client.execute("{ a }", &()).await.unwrap();
     client.execute("mutation { b }", &()).await.unwrap();
@@ -382,8 +403,13 @@ async fn queries_are_marked_cacheable_and_mutations_never() {
         .await
         .unwrap();
 
+    let seen: Vec<(Option<Duration>, bool)> = recorder
+        .seen()
+        .into_iter()
+        .map(|(ttl, idempotent, _)| (ttl, idempotent))
+        .collect();
     assert_eq!(
-        *recorder.seen.lock().unwrap(),
+        seen,
         vec![
             (Some(minute), true),
             (None, false),
@@ -392,6 +418,34 @@ async fn queries_are_marked_cacheable_and_mutations_never() {
             (Some(Duration::from_secs(5)), true),
         ]
     );
+}
+
+#[tokio::test]
+async fn identical_cacheable_queries_carry_identical_keys_and_others_never_share_one() {
+    let server = ScriptedServer::start(vec![Step::json(200, json!({"data": {}})); 5]).await;
+    let (http, recorder) = recorded(&server);
+    let client = GraphQLClient::new(http, "graphql")
+        .unwrap()
+        .cache(Duration::from_secs(60));
+    let query = "query Q($id: ID) { a(id: $id) }";
+
+    client.execute(query, &json!({"id": 1})).await.unwrap();
+    client.execute(query, &json!({"id": 1})).await.unwrap();
+    client.execute(query, &json!({"id": 2})).await.unwrap();
+    let uncached = || GraphQLRequest::new(query).uncached();
+    client.send(uncached()).await.unwrap();
+    client.send(uncached()).await.unwrap();
+
+    let keys: Vec<String> = recorder
+        .seen()
+        .into_iter()
+        .map(|(_, _, key)| key.unwrap())
+        .collect();
+    // A response cache keys requests by their headers: the same query must look the same.
+    assert_eq!(keys[0], keys[1]);
+    assert_ne!(keys[1], keys[2]);
+    // Without caching, a key is never reused, so no server replays an old answer.
+    assert_ne!(keys[3], keys[4]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -545,7 +599,10 @@ async fn a_server_error_message_is_an_err_item_that_ends_the_stream() {
     let errors = GraphQLErrors::of(err).expect("the errors ride along");
     assert_eq!(errors.0[0].path, vec![PathSegment::Field("n".into())]);
     let (after, close) = server.finish().await;
-    assert!(after.is_empty(), "no complete after the server's error: {after:?}");
+    assert!(
+        after.is_empty(),
+        "no complete after the server's error: {after:?}"
+    );
     assert_eq!(close, Some(1000));
 }
 

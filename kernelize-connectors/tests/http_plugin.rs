@@ -23,7 +23,12 @@ async fn manager(settings: Value, grant: &str) -> PluginManager {
     manager
 }
 
-async fn call(manager: &PluginManager, action: &str, config: Value, input: Value) -> kernelize_core::Result<Value> {
+async fn call(
+    manager: &PluginManager,
+    action: &str,
+    config: Value,
+    input: Value,
+) -> kernelize_core::Result<Value> {
     let call = Call::new(action, Payload::Json(input)).with_config(config);
     manager.call(plugin::ID, call).await?.into_json()
 }
@@ -32,10 +37,16 @@ async fn call(manager: &PluginManager, action: &str, config: Value, input: Value
 async fn request_merges_config_and_input_and_returns_status_headers_and_body() {
     let server = ScriptedServer::start(vec![
         Step::json(200, json!({"id": 42})).header("x-request-id", "r-1"),
-        Step::status(200).header("content-type", "text/csv").body("a,b\n1,2\n"),
+        Step::status(200)
+            .header("content-type", "text/csv")
+            .body("a,b\n1,2\n"),
     ])
     .await;
-    let m = manager(json!({"base_url": server.url(), "headers": {"x-team": "data"}}), "127.0.0.1").await;
+    let m = manager(
+        json!({"base_url": server.url(), "headers": {"x-team": "data"}}),
+        "127.0.0.1",
+    )
+    .await;
     let answer = call(
         &m,
         "request",
@@ -55,16 +66,27 @@ async fn request_merges_config_and_input_and_returns_status_headers_and_body() {
     )
     .await
     .unwrap();
-    assert_eq!(answer["body"], "a,b\n1,2\n", "a body that is not JSON comes back as text");
+    assert_eq!(
+        answer["body"], "a,b\n1,2\n",
+        "a body that is not JSON comes back as text"
+    );
 
     let seen = server.arrivals();
     assert_eq!(seen[0].uri.to_string(), "/users?a=1&b=two");
     assert_eq!(seen[0].headers["accept"], "application/json");
     assert_eq!(seen[0].headers["x-trace"], "t");
-    assert_eq!(seen[0].headers["x-team"], "data", "the plugin's headers go with every call");
+    assert_eq!(
+        seen[0].headers["x-team"], "data",
+        "the plugin's headers go with every call"
+    );
     assert_eq!(seen[1].method, "POST");
     assert_eq!(&seen[1].body[..], b"plain text");
-    assert!(seen[1].headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        seen[1].headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
 }
 
 #[tokio::test]
@@ -85,7 +107,11 @@ async fn a_non_2xx_answer_after_retries_is_an_error_with_the_status_and_body() {
         .unwrap_err();
     assert_eq!(error.status(), Some(503), "{error}");
     assert!(error.to_string().contains("still busy"), "{error}");
-    assert_eq!(server.arrivals().len(), 2, "the plugin's retry policy was used");
+    assert_eq!(
+        server.arrivals().len(),
+        2,
+        "the plugin's retry policy was used"
+    );
 
     // A per-call override: no retries, and a 404 is an error at once.
     let error = call(
@@ -114,7 +140,9 @@ async fn per_call_overrides_change_auth_and_timeouts_for_that_call_only() {
         "*",
     )
     .await;
-    call(&m, "request", json!({"url": "a"}), Value::Null).await.unwrap();
+    call(&m, "request", json!({"url": "a"}), Value::Null)
+        .await
+        .unwrap();
     call(
         &m,
         "request",
@@ -159,7 +187,10 @@ async fn paginate_collects_the_items_of_every_page() {
     )
     .await
     .unwrap();
-    assert_eq!(out, json!({"items": [1, 2, 3, 4], "pages": 3, "complete": true}));
+    assert_eq!(
+        out,
+        json!({"items": [1, 2, 3, 4], "pages": 3, "complete": true})
+    );
     assert_eq!(server.arrivals()[2].uri.to_string(), "/items?page_token=p3");
 }
 
@@ -172,13 +203,23 @@ async fn bad_requests_are_input_errors_and_hosts_need_a_grant() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.to_string().contains("base_url"), "{error}");
-    let error = call(&m, "request", json!({"url": "http://x/", "method": "GE T"}), Value::Null)
-        .await
-        .unwrap_err();
+    let error = call(
+        &m,
+        "request",
+        json!({"url": "http://x/", "method": "GE T"}),
+        Value::Null,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
-    let error = call(&m, "request", json!({"url": "http://x/", "colour": 1}), Value::Null)
-        .await
-        .unwrap_err();
+    let error = call(
+        &m,
+        "request",
+        json!({"url": "http://x/", "colour": 1}),
+        Value::Null,
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("colour"), "{error}");
     let error = call(&m, "paginate", json!({"url": "http://x/"}), Value::Null)
         .await

@@ -54,7 +54,11 @@ async fn token_endpoint(State(seen): State<Shared>, body: String) -> impl IntoRe
         .collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     if field("grant_type").as_deref() != Some(JWT_BEARER_GRANT) {
-        return (StatusCode::BAD_REQUEST, r#"{"error":"unsupported_grant_type"}"#).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"unsupported_grant_type"}"#,
+        )
+            .into_response();
     }
     let claims = match verify(&field("assertion").unwrap_or_default()) {
         Ok(c) => c,
@@ -246,7 +250,10 @@ async fn a_self_signed_jwt_is_the_bearer_token_and_is_reused_until_refresh() {
     }
     let seen = seen.lock().unwrap();
     assert_eq!(seen.bearer_claims.len(), 3);
-    assert_eq!(seen.bearer_claims[0]["iss"], "ACCOUNT.USER.SHA256:fingerprint");
+    assert_eq!(
+        seen.bearer_claims[0]["iss"],
+        "ACCOUNT.USER.SHA256:fingerprint"
+    );
     assert_eq!(seen.bearer_claims[0]["sub"], "ACCOUNT.USER");
     assert_eq!(
         seen.authorizations[0], seen.authorizations[2],
@@ -259,7 +266,10 @@ fn a_key_that_is_not_rsa_pem_is_a_config_error_that_does_not_quote_it() {
     let not_a_key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n-----END PRIVATE KEY-----\n";
     let error = JwtSigner::rs256_pem(&SecretString::from(not_a_key.to_string())).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
-    assert!(!format!("{error} {error:?}").contains("c2VjcmV0LWJ5dGVz"), "{error:?}");
+    assert!(
+        !format!("{error} {error:?}").contains("c2VjcmV0LWJ5dGVz"),
+        "{error:?}"
+    );
     let error = JwtSigner::rs256_pem(&SecretString::from("plain text".to_string())).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
 }

@@ -109,7 +109,10 @@ async fn next_url(State(hits): State<Hits>, Query(q): Params) -> Response {
     let from = number(&q, "skip", 0);
     let next = from + PER_PAGE;
     let link = (next < ITEMS).then(|| format!("/next?skip={next}"));
-    json_response(vec![], json!({"value": slice(from), "@odata.nextLink": link}))
+    json_response(
+        vec![],
+        json!({"value": slice(from), "@odata.nextLink": link}),
+    )
 }
 
 /// Always answers with the same cursor: a walk that would never end.
@@ -122,7 +125,10 @@ async fn stuck(State(hits): State<Hits>, Query(q): Params) -> Response {
 async fn elsewhere(State(hits): State<Hits>, Query(q): Params) -> Response {
     record(&hits, "/elsewhere", &q);
     json_response(
-        vec![("link", r#"<http://127.0.0.2:9/steal?page=2>; rel="next""#.into())],
+        vec![(
+            "link",
+            r#"<http://127.0.0.2:9/steal?page=2>; rel="next""#.into(),
+        )],
         json!([1, 2]),
     )
 }
@@ -250,11 +256,7 @@ async fn pages_stream_one_request_at_a_time_with_their_numbers() {
     assert!(!rest[1].more);
     assert_eq!(
         *hits.lock().unwrap(),
-        [
-            "/cursor?",
-            "/cursor?after=c3",
-            "/cursor?after=c6"
-        ]
+        ["/cursor?", "/cursor?after=c3", "/cursor?after=c6"]
     );
 
     let items: Vec<Value> = client

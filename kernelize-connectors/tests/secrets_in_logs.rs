@@ -73,22 +73,39 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
     // Each static credential: a 401, retried, then a 500; the errors are kept.
     let server = ScriptedServer::start(
         (0..5)
-            .flat_map(|_| [Step::status(503).body("later"), Step::status(401).body("who are you")])
+            .flat_map(|_| {
+                [
+                    Step::status(503).body("later"),
+                    Step::status(401).body("who are you"),
+                ]
+            })
             .collect(),
     )
     .await;
-    let layers: Vec<Box<dyn Fn(kernelize_connectors::http::HttpClientBuilder) -> kernelize_connectors::http::HttpClientBuilder>> = vec![
+    let layers: Vec<
+        Box<
+            dyn Fn(
+                kernelize_connectors::http::HttpClientBuilder,
+            ) -> kernelize_connectors::http::HttpClientBuilder,
+        >,
+    > = vec![
         Box::new(|b| b.layer(BearerAuth::new(secret("bearer-S1")))),
         Box::new(|b| b.layer(BasicAuth::new("user", secret("basic-pass-S2")))),
         Box::new(|b| {
-            b.layer(ApiKeyAuth::new(ApiKeyPlace::Query("key".into()), secret("query-key-S3")).unwrap())
+            b.layer(
+                ApiKeyAuth::new(ApiKeyPlace::Query("key".into()), secret("query-key-S3")).unwrap(),
+            )
         }),
-        Box::new(|b| b.layer(HeaderAuth::new(vec![("X-Key".into(), secret("header-key-S4"))]).unwrap())),
+        Box::new(|b| {
+            b.layer(HeaderAuth::new(vec![("X-Key".into(), secret("header-key-S4"))]).unwrap())
+        }),
     ];
     for add in layers {
-        let client = add(HttpClient::builder(&server.url()).unwrap().layer(quick_retry()))
-            .build()
-            .unwrap();
+        let client = add(HttpClient::builder(&server.url())
+            .unwrap()
+            .layer(quick_retry()))
+        .build()
+        .unwrap();
         tracing::debug!(client = ?client, "client built");
         let request = client.request(Method::GET, "me").unwrap();
         tracing::debug!(request = ?request, "request built");
@@ -99,8 +116,14 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
     // that the API refuses.
     let idp = ScriptedServer::start(vec![
         Step::json(401, json!({"error": "invalid_client"})),
-        Step::json(200, json!({"access_token": "access-token-S6", "expires_in": 3600})),
-        Step::json(200, json!({"access_token": "access-token-S6", "expires_in": 3600})),
+        Step::json(
+            200,
+            json!({"access_token": "access-token-S6", "expires_in": 3600}),
+        ),
+        Step::json(
+            200,
+            json!({"access_token": "access-token-S6", "expires_in": 3600}),
+        ),
     ])
     .await;
     let api = ScriptedServer::start(vec![Step::status(401); 4]).await;
@@ -117,20 +140,42 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
         reqwest::Client::new(),
     );
     tracing::debug!(layer = ?oauth, "oauth layer");
-    let client = HttpClient::builder(&api.url()).unwrap().layer(oauth).build().unwrap();
-    errors.push(client.get::<serde_json::Value, _>("x", &()).await.unwrap_err());
-    errors.push(client.get::<serde_json::Value, _>("x", &()).await.unwrap_err());
+    let client = HttpClient::builder(&api.url())
+        .unwrap()
+        .layer(oauth)
+        .build()
+        .unwrap();
+    errors.push(
+        client
+            .get::<serde_json::Value, _>("x", &())
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        client
+            .get::<serde_json::Value, _>("x", &())
+            .await
+            .unwrap_err(),
+    );
 
     // A self-signed JWT.
-    let signer =
-        JwtSigner::rs256_pem(&secret(include_str!("fixtures/jwt-test-key.pem"))).unwrap();
+    let signer = JwtSigner::rs256_pem(&secret(include_str!("fixtures/jwt-test-key.pem"))).unwrap();
     tracing::debug!(signer = ?signer, "signer");
     let client = HttpClient::builder(&api.url())
         .unwrap()
-        .layer(JwtAuth::new(signer, JwtClaims::new("me"), Duration::from_secs(60)))
+        .layer(JwtAuth::new(
+            signer,
+            JwtClaims::new("me"),
+            Duration::from_secs(60),
+        ))
         .build()
         .unwrap();
-    errors.push(client.get::<serde_json::Value, _>("x", &()).await.unwrap_err());
+    errors.push(
+        client
+            .get::<serde_json::Value, _>("x", &())
+            .await
+            .unwrap_err(),
+    );
 
     // A connection that fails, with the key in the query.
     let refused = HttpClient::builder("http://127.0.0.1:9/")
@@ -138,7 +183,12 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
         .layer(ApiKeyAuth::new(ApiKeyPlace::Query("key".into()), secret("query-key-S3")).unwrap())
         .build()
         .unwrap();
-    errors.push(refused.get::<serde_json::Value, _>("x", &()).await.unwrap_err());
+    errors.push(
+        refused
+            .get::<serde_json::Value, _>("x", &())
+            .await
+            .unwrap_err(),
+    );
 
     // The http plugin with its token in settings, answering 401.
     let plugin_api = ScriptedServer::start(vec![Step::status(401).body("nope")]).await;
@@ -160,10 +210,24 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
     errors.push(manager.call("http", call).await.unwrap_err());
 
     // The credentials did go over the wire (the test would prove nothing otherwise).
-    assert_eq!(server.arrivals()[0].headers["authorization"], "Bearer bearer-S1");
-    assert!(server.arrivals()[4].uri.to_string().contains("query-key-S3"));
-    assert_eq!(api.arrivals()[0].headers["authorization"], "Bearer access-token-S6");
-    assert_eq!(plugin_api.arrivals()[0].headers["authorization"], "Bearer plugin-token-S7");
+    assert_eq!(
+        server.arrivals()[0].headers["authorization"],
+        "Bearer bearer-S1"
+    );
+    assert!(
+        server.arrivals()[4]
+            .uri
+            .to_string()
+            .contains("query-key-S3")
+    );
+    assert_eq!(
+        api.arrivals()[0].headers["authorization"],
+        "Bearer access-token-S6"
+    );
+    assert_eq!(
+        plugin_api.arrivals()[0].headers["authorization"],
+        "Bearer plugin-token-S7"
+    );
 
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(log.len() > 1000, "the capture saw the stack's logs:\n{log}");
@@ -171,7 +235,10 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
     for secret in SECRETS {
         assert!(!log.contains(secret), "`{secret}` is in the log:\n{log}");
         for error in &errors {
-            assert!(!error.contains(secret), "`{secret}` is in an error: {error}");
+            assert!(
+                !error.contains(secret),
+                "`{secret}` is in an error: {error}"
+            );
         }
     }
 }

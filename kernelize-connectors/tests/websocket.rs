@@ -194,10 +194,20 @@ async fn a_server_restart_mid_stream_loses_and_repeats_nothing() {
         producer.await.unwrap();
 
         // Then the server (both lives of it) got every message once, in order
-        log.until(|l| l.received.lock().unwrap().len() >= N).await;
-        ws.close().await.unwrap();
+        let _ = timeout(
+            Duration::from_secs(10),
+            log.until(|l| l.received.lock().unwrap().len() >= N),
+        )
+        .await;
         let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
-        assert_eq!(log.texts(), expected);
+        assert_eq!(
+            log.texts(),
+            expected,
+            "connection changed at arrivals {:?}; client {:?}",
+            log.switches(),
+            ws.stats()
+        );
+        ws.close().await.unwrap();
         assert_eq!(log.connections(), 2);
         let stats = ws.stats();
         assert_eq!(stats.reconnects, 1);
@@ -284,7 +294,10 @@ async fn a_message_cut_off_by_a_dead_connection_goes_first_on_the_next_one() {
         // Then the stalled write is taken for a dead peer, and on the next connection the
         // big message goes first, whole, then the small one
         log.until(|l| l.received.lock().unwrap().len() >= 2).await;
-        assert_eq!(log.texts(), [format!("<{} bytes>", big.len()), "after".into()]);
+        assert_eq!(
+            log.texts(),
+            [format!("<{} bytes>", big.len()), "after".into()]
+        );
         let stats = ws.stats();
         assert_eq!((stats.dead_peers, stats.reconnects, stats.sent), (1, 1, 2));
         ws.close().await.unwrap();
@@ -339,9 +352,13 @@ async fn drop_oldest_keeps_the_newest_messages_and_delivers_them_after_connectin
         let stats = ws.stats();
         assert_eq!((stats.queued, stats.dropped), (3, 7));
         let log = ServerLog::new();
-        let server =
-            WsServer::start_on(addr, Expect::default(), vec![Behaviour::Record], log.clone())
-                .await;
+        let server = WsServer::start_on(
+            addr,
+            Expect::default(),
+            vec![Behaviour::Record],
+            log.clone(),
+        )
+        .await;
 
         // Then the newest three arrive, in order, and nothing else
         log.until(|l| l.received.lock().unwrap().len() >= 3).await;
@@ -375,9 +392,13 @@ async fn wait_holds_a_sender_until_there_is_room() {
 
         // ... until the server is up and the queue drains
         let log = ServerLog::new();
-        let server =
-            WsServer::start_on(addr, Expect::default(), vec![Behaviour::Record], log.clone())
-                .await;
+        let server = WsServer::start_on(
+            addr,
+            Expect::default(),
+            vec![Behaviour::Record],
+            log.clone(),
+        )
+        .await;
         third.await.unwrap().unwrap();
         log.until(|l| l.received.lock().unwrap().len() >= 3).await;
         ws.close().await.unwrap();
@@ -406,7 +427,10 @@ async fn close_flushes_sends_a_close_frame_and_ends_the_stream() {
         // The stream gives what was echoed before the close, then ends
         let rest: Vec<Message> = ws.by_ref().collect().await;
         assert_eq!(texts(&rest), ["a", "b", "c"]);
-        assert!(matches!(ws.state(), ConnectionState::Closed { error: None }));
+        assert!(matches!(
+            ws.state(),
+            ConnectionState::Closed { error: None }
+        ));
         let refused = ws.send("late").await.unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::InvalidState);
         server.stop().await;
@@ -426,9 +450,13 @@ async fn close_flushes_messages_queued_while_disconnected() {
             ws.send(i.to_string()).await.unwrap();
         }
         let log = ServerLog::new();
-        let server =
-            WsServer::start_on(addr, Expect::default(), vec![Behaviour::Record], log.clone())
-                .await;
+        let server = WsServer::start_on(
+            addr,
+            Expect::default(),
+            vec![Behaviour::Record],
+            log.clone(),
+        )
+        .await;
 
         ws.close().await.unwrap();
 
@@ -452,7 +480,10 @@ async fn close_reports_messages_it_could_not_flush() {
         let outcome = ws.close().await.unwrap_err();
 
         assert_eq!(outcome.kind(), ErrorKind::Timeout);
-        assert!(outcome.to_string().contains("1 queued messages unsent"), "{outcome}");
+        assert!(
+            outcome.to_string().contains("1 queued messages unsent"),
+            "{outcome}"
+        );
         assert_eq!(ws.stats().dropped, 1);
     })
     .await
@@ -479,6 +510,28 @@ async fn dropping_the_connector_sends_going_away_and_stops_reconnecting() {
 }
 
 #[tokio::test]
+async fn gives_up_after_max_attempts_and_ends_the_stream() {
+    timeout(BOUND, async {
+        let addr = free_addr().await;
+        let mut settings = config(&format!("ws://{addr}/"));
+        settings.reconnect.max_attempts = Some(3);
+        let mut ws = WsConnector::builder(settings).start().unwrap();
+
+        assert_eq!(ws.next().await, None);
+
+        let ConnectionState::Closed { error: Some(error) } = ws.state() else {
+            panic!("not closed with an error: {:?}", ws.state());
+        };
+        assert!(error.to_string().contains("gave up after 3"), "{error}");
+        let refused = ws.send("too late").await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidState);
+        assert!(ws.close().await.is_err());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
 async fn wss_to_a_server_without_tls_is_an_error_not_a_panic() {
     timeout(BOUND, async {
         // A plain TCP server that answers the TLS hello with HTTP and hangs up.
@@ -496,6 +549,10 @@ async fn wss_to_a_server_without_tls_is_an_error_not_a_panic() {
             .unwrap_err();
 
         assert_eq!(error.kind(), ErrorKind::Remote, "{error}");
+        assert!(
+            error.to_string().contains(&format!("wss://{addr}")),
+            "{error}"
+        );
     })
     .await
     .expect("test timed out");

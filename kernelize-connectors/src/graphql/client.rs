@@ -1,6 +1,7 @@
 //! [`GraphQLClient`]: operations over an [`HttpClient`]'s stack, subscriptions over
 //! WebSocket.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,13 +40,16 @@ const ACCEPT: &str = "application/graphql-response+json, application/json;q=0.9"
 ///
 /// # Retries
 ///
-/// A query is marked safe to send again with an `Idempotency-Key` header (a random key per
-/// call, the same on each attempt), which is what lets the stack's [`RetryLayer`] retry a
-/// POST; a mutation, a subscription and any document whose operation cannot be read get no
-/// key and are sent once. The layer retries temporary transport failures and the answers
-/// its classifier says to retry; with [`retry_verdict`](super::retry_verdict) as that
-/// classifier (as in [`GraphQLClient::with_defaults`]), an answer that carries a GraphQL
-/// response is never retried, so GraphQL errors never cause a retry.
+/// A query is marked safe to send again with an `Idempotency-Key` header (the same on
+/// each attempt of a call), which is what lets the stack's [`RetryLayer`] retry a POST; a
+/// mutation, a subscription and any document whose operation cannot be read get no key and
+/// are sent once. The key is random per call, so that a server honouring idempotency keys
+/// never replays an old answer to a new call; for a query marked cacheable it is derived
+/// from the body instead, since a response cache keys requests by their headers too. The
+/// layer retries temporary transport failures and the answers its classifier says to
+/// retry; with [`retry_verdict`](super::retry_verdict) as that classifier (as in
+/// [`GraphQLClient::with_defaults`]), an answer that carries a GraphQL response is never
+/// retried, so GraphQL errors never cause a retry.
 ///
 /// # Caching
 ///
@@ -247,25 +251,22 @@ impl GraphQLClient {
         request: &GraphQLRequest,
         kind: Option<OperationType>,
     ) -> Result<GraphQLResponse> {
+        let body = request.body();
         let mut http_request = self
             .http
             .request(Method::POST, &self.path)?
-            .json(&request.body())?
+            .json(&body)?
             .header("accept", ACCEPT)?
             .path_template(self.endpoint.path());
         if kind == Some(OperationType::Query) {
-            // Only a query is safe to send twice. The key is random per call, not derived
-            // from the body: a server that honours idempotency keys replays the stored
-            // answer to a repeated key, which would serve a later identical query stale.
-            let key = format!("graphql-{:032x}", rand::random::<u128>());
-            http_request = http_request.idempotency_key(&key)?;
             let ttl = match request.cache {
                 CacheChoice::Client => self.cache_ttl,
                 CacheChoice::Ttl(ttl) => Some(ttl),
                 CacheChoice::Never => None,
             };
+            http_request = http_request.idempotency_key(&idempotency_key(&body, ttl.is_some()))?;
             if let Some(ttl) = ttl {
-                http_request = http_request.cached(ttl);
+                http_request = http_request.cached_if(ttl, answer_without_errors);
             }
         }
         if let Some(timeout) = request.timeout {
@@ -291,4 +292,35 @@ impl GraphQLClient {
             }
         }
     }
+}
+
+/// The idempotency key that lets the retry layer send a query again; the same on every
+/// attempt of a call, since the request is cloned for each.
+///
+/// A query marked cacheable gets a key derived from its body: a response cache keys
+/// requests by their headers too, so identical queries must carry identical keys to share
+/// an entry. Any other query gets a random key: a server that honours idempotency keys
+/// replays its stored answer to a repeated key, which would serve a later identical query
+/// a stale answer the caller did not opt into.
+fn idempotency_key(body: &serde_json::Value, cacheable: bool) -> String {
+    if cacheable {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.to_string().hash(&mut hasher);
+        format!("graphql-query-{:016x}", hasher.finish())
+    } else {
+        format!("graphql-{:032x}", rand::random::<u128>())
+    }
+}
+
+/// Whether a GraphQL answer may be reused from a cache: one with `errors` (partial or
+/// failed) must be asked again.
+fn answer_without_errors(response: &crate::http::Response) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    serde_json::from_slice::<Errors>(&response.body)
+        .map(|answer| answer.errors.is_none_or(|e| e.is_empty()))
+        .unwrap_or(false)
 }

@@ -280,12 +280,18 @@ mod tests {
     #[test]
     fn the_named_operation_is_chosen() {
         let doc = "query A { a } mutation B { b } subscription C { c }";
-        assert_eq!(OperationType::of(doc, Some("B")), Some(OperationType::Mutation));
+        assert_eq!(
+            OperationType::of(doc, Some("B")),
+            Some(OperationType::Mutation)
+        );
         assert_eq!(
             OperationType::of(doc, Some("C")),
             Some(OperationType::Subscription)
         );
-        assert_eq!(OperationType::of(doc, Some("A")), Some(OperationType::Query));
+        assert_eq!(
+            OperationType::of(doc, Some("A")),
+            Some(OperationType::Query)
+        );
         assert_eq!(OperationType::of(doc, Some("Z")), None);
         assert_eq!(OperationType::of(doc, None), Some(OperationType::Query));
     }
@@ -294,7 +300,10 @@ mod tests {
     fn a_field_named_like_a_keyword_does_not_count() {
         let doc = "mutation M { query { mutation } } query Q { x }";
         assert_eq!(OperationType::of(doc, None), Some(OperationType::Mutation));
-        assert_eq!(OperationType::of(doc, Some("Q")), Some(OperationType::Query));
+        assert_eq!(
+            OperationType::of(doc, Some("Q")),
+            Some(OperationType::Query)
+        );
         assert_eq!(
             OperationType::of("queryX { a }", None),
             None,

@@ -83,7 +83,10 @@ impl SubscriptionOptions {
         if !matches!(parsed.scheme(), "ws" | "wss") {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("the WebSocket URL `{}` must be ws or wss", describe_url(&parsed)),
+                format!(
+                    "the WebSocket URL `{}` must be ws or wss",
+                    describe_url(&parsed)
+                ),
             ));
         }
         self.url = Some(parsed);

@@ -26,9 +26,17 @@ pub(crate) enum ServerMessage {
     ConnectionAck {},
     Ping {},
     Pong {},
-    Next { id: String, payload: GraphQLResponse },
-    Error { id: String, payload: Vec<GraphQLError> },
-    Complete { id: String },
+    Next {
+        id: String,
+        payload: GraphQLResponse,
+    },
+    Error {
+        id: String,
+        payload: Vec<GraphQLError>,
+    },
+    Complete {
+        id: String,
+    },
 }
 
 impl ServerMessage {
@@ -133,12 +141,12 @@ pub(crate) fn close_error(server: &str, frame: Option<&CloseFrame>) -> Error {
             "closed the connection before completing the subscription",
         ),
         1001 => (ErrorKind::Remote, true, "is going away"),
-        1008 => (ErrorKind::PermissionDenied, false, "closed for a policy violation"),
-        1009 => (
-            ErrorKind::Remote,
+        1008 => (
+            ErrorKind::PermissionDenied,
             false,
-            "found a message of ours too big",
+            "closed for a policy violation",
         ),
+        1009 => (ErrorKind::Remote, false, "found a message of ours too big"),
         // Internal error, service restart, try again later.
         1011..=1013 => (
             ErrorKind::Remote,
@@ -162,9 +170,7 @@ pub(crate) fn ws_error(server: &str, e: WsError, max_message_size: usize) -> Err
     match e {
         WsError::Capacity(cause) => Error::new(
             ErrorKind::CorruptData,
-            format!(
-                "{server} sent a message over the {max_message_size}-byte limit ({cause})"
-            ),
+            format!("{server} sent a message over the {max_message_size}-byte limit ({cause})"),
         )
         .set_permanent(),
         WsError::Http(response) => {
@@ -177,7 +183,10 @@ pub(crate) fn ws_error(server: &str, e: WsError, max_message_size: usize) -> Err
             };
             let error = Error::new(
                 kind,
-                format!("{server} refused the WebSocket upgrade with {}", response.status()),
+                format!(
+                    "{server} refused the WebSocket upgrade with {}",
+                    response.status()
+                ),
             )
             .with_status(status);
             if status == 429 || status >= 500 {
@@ -247,7 +256,10 @@ mod tests {
             assert_eq!(err.kind(), kind, "{code}");
             assert_eq!(err.is_temporary(), temporary, "{code}");
             assert_eq!(err.status(), Some(code));
-            assert!(err.message().contains(&format!("close {code} why")), "{err}");
+            assert!(
+                err.message().contains(&format!("close {code} why")),
+                "{err}"
+            );
         }
     }
 

@@ -71,7 +71,10 @@ impl<T> GraphQLResponse<T> {
     /// neither data nor errors is an error too.
     pub fn into_data(self) -> Result<T> {
         if !self.errors.is_empty() {
-            return Err(errors_error("the GraphQL server answered with errors", self.errors));
+            return Err(errors_error(
+                "the GraphQL server answered with errors",
+                self.errors,
+            ));
         }
         self.data.ok_or_else(|| {
             Error::new(
@@ -93,7 +96,8 @@ impl GraphQLResponse<Value> {
             Some(value) => match serde_json::from_value(value) {
                 Ok(data) => Some(data),
                 Err(e) => {
-                    let mut message = format!("the GraphQL data does not fit the expected type: {e}");
+                    let mut message =
+                        format!("the GraphQL data does not fit the expected type: {e}");
                     if !self.errors.is_empty() {
                         message.push_str("; the server reported: ");
                         message.push_str(&summary(&self.errors));
@@ -256,7 +260,8 @@ fn summary(errors: &[GraphQLError]) -> String {
 /// non-2xx status it must carry `errors` (a failure status without them is the transport's
 /// or a proxy's answer, not the GraphQL server's).
 pub(crate) fn decode_http(response: &Response) -> std::result::Result<GraphQLResponse, String> {
-    let value: Value = serde_json::from_slice(&response.body).map_err(|e| format!("not JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_slice(&response.body).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(map) = &value else {
         return Err("not a JSON object".to_string());
     };
@@ -313,7 +318,10 @@ mod tests {
         assert_eq!(answer.data, Some(json!({"a": 1, "b": null})));
         assert_eq!(answer.errors.len(), 1);
         assert_eq!(answer.errors[0].to_string(), "b failed (at b.0.c)");
-        assert_eq!(answer.errors[0].locations, vec![Location { line: 1, column: 5 }]);
+        assert_eq!(
+            answer.errors[0].locations,
+            vec![Location { line: 1, column: 5 }]
+        );
         assert_eq!(answer.http_status, Some(200));
     }
 

@@ -210,7 +210,10 @@ async fn connect(options: &SubscriptionOptions, url: &Url, server: &str) -> Resu
         .into_client_request()
         .map_err(|e| protocol::ws_error(server, e, max))?;
     let headers = request.headers_mut();
-    headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     for (name, value) in &options.headers {
         let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
             Error::new(
@@ -261,11 +264,17 @@ impl Failure {
 
 /// Sends `connection_init` and waits for `connection_ack` within the ack timeout,
 /// answering pings meanwhile. On failure the socket is closed.
-async fn initialize<S: Socket>(ws: &mut S, options: &SubscriptionOptions, server: &str) -> Result<()> {
+async fn initialize<S: Socket>(
+    ws: &mut S,
+    options: &SubscriptionOptions,
+    server: &str,
+) -> Result<()> {
     let max = options.max_message_size;
     let init = protocol::connection_init(options.init_payload.as_ref().map(|p| p.expose_secret()));
     send_text(ws, init, server, max).await?;
-    let failure = match tokio::time::timeout(options.ack_timeout, wait_for_ack(ws, server, max)).await {
+    let failure = match tokio::time::timeout(options.ack_timeout, wait_for_ack(ws, server, max))
+        .await
+    {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(failure)) => failure,
         Err(_) => Failure::closing(
@@ -421,7 +430,12 @@ impl<S: Socket> Driver<S> {
         let outcome = match end {
             End::Completed => {
                 tracing::debug!("subscription completed");
-                close(&mut self.ws, Some((1000, "Normal Closure")), self.close_timeout).await;
+                close(
+                    &mut self.ws,
+                    Some((1000, "Normal Closure")),
+                    self.close_timeout,
+                )
+                .await;
                 "completed"
             }
             End::Unsubscribed => {
@@ -493,7 +507,9 @@ impl<S: Socket> Driver<S> {
                 return Some(End::Failed(Failure::new(
                     Error::new(
                         ErrorKind::Remote,
-                        format!("{server} ended the connection without completing the subscription"),
+                        format!(
+                            "{server} ended the connection without completing the subscription"
+                        ),
                     )
                     .set_temporary(),
                 )));
@@ -528,15 +544,20 @@ impl<S: Socket> Driver<S> {
                     Some(End::Unsubscribed)
                 }
             }
-            ServerMessage::Error { id, payload } if id == self.id => Some(End::Failed(
-                Failure::closing(
-                    errors_error(&format!("{server} ended the subscription with errors"), payload),
+            ServerMessage::Error { id, payload } if id == self.id => {
+                Some(End::Failed(Failure::closing(
+                    errors_error(
+                        &format!("{server} ended the subscription with errors"),
+                        payload,
+                    ),
                     1000,
                     "Normal Closure",
-                ),
-            )),
+                )))
+            }
             ServerMessage::Complete { id } if id == self.id => Some(End::Completed),
-            ServerMessage::Next { .. } | ServerMessage::Error { .. } | ServerMessage::Complete { .. } => {
+            ServerMessage::Next { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::Complete { .. } => {
                 tracing::debug!("ignoring a message for another operation id");
                 None
             }

@@ -542,8 +542,8 @@ impl JwtSigner {
     /// A signer for `pem`; a key that is not an RSA private key in PEM is a config error
     /// that never quotes the key.
     pub fn rs256_pem(pem: &SecretString) -> Result<Self> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-            .map_err(|e| {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(
+            |e| {
                 Error::new(
                     ErrorKind::ConfigInvalid,
                     format!(
@@ -551,7 +551,8 @@ impl JwtSigner {
                         jwt_error_kind(&e)
                     ),
                 )
-            })?;
+            },
+        )?;
         Ok(Self {
             key: Arc::new(key),
             key_id: None,

@@ -109,7 +109,8 @@ struct State {
 /// the stored body; anything else goes out, and a 200 answer is stored. The server's
 /// `Cache-Control` is obeyed where it asks for less: `no-store` is never stored,
 /// `no-cache` is stored but revalidated every time, and `max-age` shortens the time to
-/// live.
+/// live. A request made with [`Request::cached_if`] stores only the answers its predicate
+/// accepts.
 ///
 /// Entries are keyed by method, URL, the request's headers as they reach this layer and a
 /// hash of the body (so a GraphQL query over POST can be cached). Authentication layers sit
@@ -185,14 +186,22 @@ impl ResponseCache {
             CacheOutcome::Miss => state.stats.misses += 1,
         }
         drop(state);
-        metrics::counter!("kernelize_http_cache_total", "outcome" => outcome.as_str())
-            .increment(1);
+        metrics::counter!("kernelize_http_cache_total", "outcome" => outcome.as_str()).increment(1);
         tracing::trace!(outcome = outcome.as_str(), "http cache");
     }
 
-    fn store(&self, key: u64, response: &Response, ttl: Duration) {
+    fn store(
+        &self,
+        key: u64,
+        response: &Response,
+        ttl: Duration,
+        keep: Option<fn(&Response) -> bool>,
+    ) {
         let rules = Directives::of(response);
-        if rules.no_store || response.body.len() > self.settings.max_entry_bytes {
+        if rules.no_store
+            || response.body.len() > self.settings.max_entry_bytes
+            || keep.is_some_and(|keep| !keep(response))
+        {
             self.remove(key);
             return;
         }
@@ -371,6 +380,7 @@ impl Layer for ResponseCache {
             return next.run(request).await;
         };
         let key = key_of(&request);
+        let keep = request.cache_if;
         match self.lookup(key) {
             Lookup::Fresh(response) => {
                 self.count(CacheOutcome::Hit);
@@ -396,7 +406,7 @@ impl Layer for ResponseCache {
                 }
                 self.count(CacheOutcome::Miss);
                 if response.status == StatusCode::OK {
-                    self.store(key, &response, ttl);
+                    self.store(key, &response, ttl, keep);
                 } else {
                     self.remove(key);
                 }
@@ -406,7 +416,7 @@ impl Layer for ResponseCache {
                 self.count(CacheOutcome::Miss);
                 let response = next.run(request).await?;
                 if response.status == StatusCode::OK {
-                    self.store(key, &response, ttl);
+                    self.store(key, &response, ttl, keep);
                 }
                 Ok(response)
             }
@@ -455,11 +465,11 @@ mod tests {
         })
         .unwrap();
         let ttl = Duration::from_secs(60);
-        cache.store(1, &response(None), ttl);
-        cache.store(2, &response(None), ttl);
+        cache.store(1, &response(None), ttl, None);
+        cache.store(2, &response(None), ttl, None);
         // Touch 1, so that 2 is the least recently used when 3 needs room.
         assert!(matches!(cache.lookup(1), Lookup::Fresh(_)));
-        cache.store(3, &response(None), ttl);
+        cache.store(3, &response(None), ttl, None);
         assert!(matches!(cache.lookup(2), Lookup::Nothing));
         assert!(matches!(cache.lookup(1), Lookup::Fresh(_)));
         let stats = cache.stats();
@@ -474,15 +484,33 @@ mod tests {
             max_entry_bytes: 3,
         })
         .unwrap();
-        cache.store(1, &response(None), Duration::from_secs(60));
-        assert_eq!(cache.stats().entries, 0, "4 bytes is over the 3-byte entry limit");
+        cache.store(1, &response(None), Duration::from_secs(60), None);
+        assert_eq!(
+            cache.stats().entries,
+            0,
+            "4 bytes is over the 3-byte entry limit"
+        );
         let cache = ResponseCache::new(CacheSettings::default()).unwrap();
-        cache.store(1, &response(Some("no-store")), Duration::from_secs(60));
+        cache.store(
+            1,
+            &response(Some("no-store")),
+            Duration::from_secs(60),
+            None,
+        );
         assert_eq!(cache.stats().entries, 0);
-        assert!(ResponseCache::new(CacheSettings {
-            max_entries: 0,
-            ..CacheSettings::default()
-        })
-        .is_err());
+        cache.store(
+            1,
+            &response(None),
+            Duration::from_secs(60),
+            Some(|r| r.body.is_empty()),
+        );
+        assert_eq!(cache.stats().entries, 0);
+        assert!(
+            ResponseCache::new(CacheSettings {
+                max_entries: 0,
+                ..CacheSettings::default()
+            })
+            .is_err()
+        );
     }
 }

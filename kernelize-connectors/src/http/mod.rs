@@ -16,8 +16,8 @@ mod timeout;
 
 pub use auth::{
     ApiKeyAuth, ApiKeyPlace, BasicAuth, BearerAuth, ClientAuthMethod, ClientCredentials,
-    HeaderAuth, JWT_BEARER_GRANT, JwtAuth, JwtBearer, JwtClaims, JwtSigner, OAuth2ClientCredentials,
-    OAuth2JwtBearer, RequestSigner, ScopePlacement, SigningLayer,
+    HeaderAuth, JWT_BEARER_GRANT, JwtAuth, JwtBearer, JwtClaims, JwtSigner,
+    OAuth2ClientCredentials, OAuth2JwtBearer, RequestSigner, ScopePlacement, SigningLayer,
 };
 pub use breaker::{BreakerSettings, BreakerState, CircuitBreaker};
 pub use cache::{CacheOutcome, CacheSettings, CacheStats, ResponseCache};

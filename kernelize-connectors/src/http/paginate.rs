@@ -182,15 +182,11 @@ pub struct Collected {
     pub complete: bool,
 }
 
-enum Walk {
-    Next(Request),
-    Done,
-}
-
 struct State {
     client: HttpClient,
     paginator: Paginator,
-    next: Walk,
+    /// The next page's request; `None` once the walk is over.
+    next: Option<Request>,
     number: usize,
     offset: u64,
     page: u64,
@@ -212,15 +208,15 @@ impl HttpClient {
             page: 0,
             number: 0,
             seen: HashSet::new(),
-            next: Walk::Done,
+            next: None,
             paginator,
         };
         state.next = match first_request(&mut state, request) {
-            Ok(first) => Walk::Next(first),
+            Ok(first) => Some(first),
             Err(e) => return stream::once(async { Err(e) }).left_stream(),
         };
         stream::try_unfold(state, |mut state| async move {
-            let Walk::Next(request) = std::mem::replace(&mut state.next, Walk::Done) else {
+            let Some(request) = state.next.take() else {
                 return Ok(None);
             };
             if state.number >= state.paginator.max_pages {
@@ -318,7 +314,11 @@ async fn fetch(state: &mut State, request: Request) -> Result<Page> {
     } else {
         Some(response.json()?)
     };
-    let items = items_of(body.as_ref(), state.paginator.items_path.as_deref(), &describe)?;
+    let items = items_of(
+        body.as_ref(),
+        state.paginator.items_path.as_deref(),
+        &describe,
+    )?;
     let next = if items.is_empty() {
         None
     } else {
@@ -326,8 +326,8 @@ async fn fetch(state: &mut State, request: Request) -> Result<Page> {
     };
     let more = next.is_some();
     state.next = match next {
-        Some(next) if state.number < state.paginator.max_pages => Walk::Next(next),
-        _ => Walk::Done,
+        Some(next) if state.number < state.paginator.max_pages => Some(next),
+        _ => None,
     };
     metrics::counter!("kernelize_http_pages_total").increment(1);
     Ok(Page {
@@ -401,7 +401,10 @@ fn next_request(
                     let total = total.as_u64().ok_or_else(|| {
                         Error::new(
                             ErrorKind::Remote,
-                            format!("the total at `{}` is not a count: {total}", total_path.as_deref().unwrap_or_default()),
+                            format!(
+                                "the total at `{}` is not a count: {total}",
+                                total_path.as_deref().unwrap_or_default()
+                            ),
                         )
                     })?;
                     if state.offset >= total {

@@ -32,8 +32,8 @@ use serde_json::{Map, Value};
 
 use super::auth::{
     ApiKeyAuth, ApiKeyPlace, BasicAuth, BearerAuth, ClientAuthMethod, ClientCredentials,
-    HeaderAuth, JwtAuth, JwtBearer, JwtClaims, JwtSigner, OAuth2ClientCredentials,
-    OAuth2JwtBearer, ScopePlacement,
+    HeaderAuth, JwtAuth, JwtBearer, JwtClaims, JwtSigner, OAuth2ClientCredentials, OAuth2JwtBearer,
+    ScopePlacement,
 };
 use super::breaker::{BreakerSettings, CircuitBreaker};
 use super::client::HttpClient;
@@ -455,7 +455,10 @@ impl HttpPlugin {
     /// The client for a call: the plugin's own, or one stacked with the call's overrides.
     fn client_for(&self, spec: &RequestSpec) -> Result<HttpClient> {
         let base = self.client.as_ref().ok_or_else(|| {
-            Error::new(ErrorKind::InvalidState, "the http plugin is not initialized")
+            Error::new(
+                ErrorKind::InvalidState,
+                "the http plugin is not initialized",
+            )
         })?;
         let o = spec.layers();
         if o.is_empty() {
@@ -503,9 +506,7 @@ impl HttpPlugin {
         {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!(
-                    "`{url}` is not an absolute http(s) URL and the plugin has no base_url"
-                ),
+                format!("`{url}` is not an absolute http(s) URL and the plugin has no base_url"),
             ));
         }
         let mut request = client
@@ -749,7 +750,14 @@ fn auth_key(auth: &AuthSettings) -> Value {
             issuer,
             subject,
             audience,
-        } => serde_json::json!(["jwt", digest(private_key), key_id, issuer, subject, audience]),
+        } => serde_json::json!([
+            "jwt",
+            digest(private_key),
+            key_id,
+            issuer,
+            subject,
+            audience
+        ]),
     }
 }
 
@@ -848,7 +856,9 @@ impl Plugin for HttpPlugin {
             semver::Version::new(0, 1, 0),
             Category::Connector,
         )
-        .description("Calls any REST API through retry, timeout, rate-limit, breaker and auth layers.")
+        .description(
+            "Calls any REST API through retry, timeout, rate-limit, breaker and auth layers.",
+        )
         .author("Kernelize")
         .needs(Permission::Network { host: "*".into() })
         .config_type::<HttpSettings>()

@@ -90,6 +90,9 @@ pub struct Request {
     /// Whether a response cache in the stack may answer this request, and for how long a
     /// stored answer stays fresh; `None` (the default) bypasses the cache.
     pub cache_ttl: Option<Duration>,
+    /// Which answers the cache may store, beyond its own rules (a 200 with GraphQL
+    /// `errors` should not be reused); `None` stores every cacheable answer.
+    pub cache_if: Option<fn(&Response) -> bool>,
 }
 
 impl Request {
@@ -103,6 +106,7 @@ impl Request {
             path_template: None,
             timeout: None,
             cache_ttl: None,
+            cache_if: None,
         }
     }
 
@@ -207,6 +211,13 @@ impl Request {
     /// request: a connector marks the kinds of request whose answers may be reused.
     pub fn cached(mut self, ttl: Duration) -> Self {
         self.cache_ttl = Some(ttl);
+        self
+    }
+
+    /// As [`Request::cached`], storing only the answers `keep` accepts.
+    pub fn cached_if(mut self, ttl: Duration, keep: fn(&Response) -> bool) -> Self {
+        self.cache_ttl = Some(ttl);
+        self.cache_if = Some(keep);
         self
     }
 

@@ -138,6 +138,9 @@ pub struct WsConfig {
     pub close_timeout: Duration,
 }
 
+/// The longest duration a setting may hold.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 mod defaults {
     use std::time::Duration;
 
@@ -232,6 +235,22 @@ impl WsConfig {
         ] {
             if value.is_zero() {
                 return Err(invalid(format!("{name} must be above zero")));
+            }
+        }
+        // Deadlines are computed as now + duration; keep them far from overflowing.
+        for (name, value) in [
+            (
+                "heartbeat_interval",
+                self.heartbeat_interval.unwrap_or_default(),
+            ),
+            ("pong_timeout", self.pong_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("close_timeout", self.close_timeout),
+            ("reconnect.initial_delay", self.reconnect.initial_delay),
+            ("reconnect.max_delay", self.reconnect.max_delay),
+        ] {
+            if value > MAX_DURATION {
+                return Err(invalid(format!("{name} must be at most a year")));
             }
         }
         if self.reconnect.initial_delay > self.reconnect.max_delay {
@@ -334,7 +353,10 @@ mod tests {
         let config = WsConfig::new("wss://api.example.com/ws/listenkey123?token=abc");
         let shown = format!("{config:?}");
         assert!(shown.contains("wss://api.example.com:443/…"), "{shown}");
-        assert!(!shown.contains("abc") && !shown.contains("listenkey123"), "{shown}");
+        assert!(
+            !shown.contains("abc") && !shown.contains("listenkey123"),
+            "{shown}"
+        );
 
         let err = WsConfig::new("ws://me:hunter2@example.com/")
             .validate()
@@ -357,6 +379,8 @@ mod tests {
         assert!(config.validate().is_err());
         config.subprotocols = vec!["graphql-transport-ws".into()];
         assert!(config.validate().is_ok());
+        config.close_timeout = Duration::from_secs(u64::MAX);
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -124,7 +124,9 @@ impl WsConnectorBuilder {
                     HeaderSource::Plain(HeaderValue::from_str(value).map_err(|_| {
                         Error::new(
                             ErrorKind::ConfigInvalid,
-                            format!("the `{header}` header value holds characters a header cannot carry"),
+                            format!(
+                                "the `{header}` header value holds characters a header cannot carry"
+                            ),
                         )
                     })?)
                 }
@@ -135,7 +137,7 @@ impl WsConnectorBuilder {
             };
             headers.push((header, source));
         }
-        Ok(Settings {
+        let settings = Settings {
             endpoint: endpoint(&url),
             url,
             subprotocols: config.subprotocols.clone(),
@@ -145,7 +147,11 @@ impl WsConnectorBuilder {
             connect_timeout: config.connect_timeout,
             reconnect: config.reconnect.clone(),
             max_message_size: config.max_message_size,
-        })
+        };
+        // Built once here so that a request the handshake cannot make fails now, not on
+        // the first attempt in the background.
+        settings.request()?;
+        Ok(settings)
     }
 
     /// Connects, and returns once the first connection is up. The first attempt's failure

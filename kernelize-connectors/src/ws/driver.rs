@@ -47,7 +47,7 @@ pub(crate) struct Settings {
 impl Settings {
     /// The handshake request, built anew for each attempt (fresh key, secrets exposed only
     /// into header values marked sensitive).
-    fn request(&self) -> Result<tungstenite::handshake::client::Request> {
+    pub(crate) fn request(&self) -> Result<tungstenite::handshake::client::Request> {
         let mut request = self
             .url
             .as_str()
@@ -182,7 +182,10 @@ impl Driver {
     }
 
     fn closing(&self) -> Option<Instant> {
-        self.control.borrow().closing().map(|(deadline, _)| deadline)
+        self.control
+            .borrow()
+            .closing()
+            .map(|(deadline, _)| deadline)
     }
 
     /// Resolves once closing leaves nothing to connect for: the queue is empty or the
@@ -313,7 +316,10 @@ impl Driver {
     ) -> SessionEnd {
         *self.protocol.lock().unwrap_or_else(PoisonError::into_inner) = protocol.clone();
         self.telemetry.set_connected(true);
-        tracing::info!(protocol = protocol.as_deref().unwrap_or(""), "websocket connected");
+        tracing::info!(
+            protocol = protocol.as_deref().unwrap_or(""),
+            "websocket connected"
+        );
         self.state
             .send_replace(ConnectionState::Connected { protocol });
         let end = session::run(
@@ -335,10 +341,7 @@ impl Driver {
 
 /// One connection attempt: TCP, TLS for `wss://`, the WebSocket handshake, all within the
 /// connect timeout. Returns the socket and the subprotocol the server chose.
-async fn connect(
-    settings: &Settings,
-    liveness: Arc<Liveness>,
-) -> Result<(Socket, Option<String>)> {
+async fn connect(settings: &Settings, liveness: Arc<Liveness>) -> Result<(Socket, Option<String>)> {
     let request = settings.request()?;
     let endpoint = &settings.endpoint;
     let host = settings.url.host_str().unwrap_or_default();
@@ -353,8 +356,7 @@ async fn connect(
             })?;
         // Messages are flushed one batch at a time; Nagle would only delay them.
         tcp.set_nodelay(true).map_err(|e| {
-            Error::new(ErrorKind::Remote, format!("cannot set up the socket: {e}"))
-                .set_temporary()
+            Error::new(ErrorKind::Remote, format!("cannot set up the socket: {e}")).set_temporary()
         })?;
         let stream = Tracked::new(tcp, liveness);
         // `None` lets tokio-tungstenite build the rustls client config with the system's
@@ -444,7 +446,10 @@ pub(crate) fn ws_error(e: tungstenite::Error, doing: &str) -> Error {
             format!("subprotocol negotiation failed: {sub}"),
         )
         .set_permanent(),
-        E::Url(url) => Error::new(ErrorKind::ConfigInvalid, format!("bad WebSocket url: {url}")),
+        E::Url(url) => Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("bad WebSocket url: {url}"),
+        ),
         E::HttpFormat(http) => Error::new(
             ErrorKind::ConfigInvalid,
             format!("bad WebSocket request: {http}"),

@@ -1,8 +1,9 @@
 //! [`OutboundQueue`]: the bounded queue of messages waiting for a live connection.
 //!
 //! Senders push at the back under the [`OverflowPolicy`]; the one writer of the current
-//! connection takes a batch from the front, writes and flushes it, and only then removes
-//! it. A batch whose write fails stays where it is and goes first on the next connection.
+//! connection takes a batch from the front and writes and flushes its messages one by one,
+//! removing each only once its flush has succeeded. A message whose write fails stays
+//! where it is and goes first on the next connection.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,9 +16,9 @@ use super::config::OverflowPolicy;
 use super::message::Message;
 use super::state::Telemetry;
 
-/// Most messages written before one flush.
+/// Most messages taken from the queue at once (the lock is not taken per message).
 const MAX_BATCH: usize = 64;
-/// Most bytes written before one flush (a single bigger message still goes alone).
+/// Most bytes taken at once (a single bigger message still goes alone).
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug)]
@@ -25,9 +26,10 @@ struct Inner {
     /// Waiting messages; the first `in_flight` are being written.
     items: VecDeque<tungstenite::Message>,
     in_flight: usize,
-    /// In-flight messages pushed out of the queue by `DropOldest` while being written:
-    /// sent if the write succeeds, dropped if it fails.
-    evicted_in_flight: u64,
+    /// Messages of the batch being written that `DropOldest` pushed out of the queue
+    /// before their turn came: they are the batch's next ones (eviction takes the front),
+    /// sent if their write succeeds, dropped if not.
+    evicted_in_flight: usize,
     /// Why sends are refused, once the connector is closing or closed.
     closed: Option<Error>,
 }
@@ -96,10 +98,7 @@ impl OutboundQueue {
     fn closed_error(&self, cause: &Error) -> Error {
         Error::new(
             ErrorKind::InvalidState,
-            format!(
-                "the WebSocket connector is closed: {}",
-                cause.message()
-            ),
+            format!("the WebSocket connector is closed: {}", cause.message()),
         )
         .with_context("endpoint", &self.endpoint)
         .set_permanent()
@@ -179,49 +178,55 @@ impl OutboundQueue {
     }
 
     /// Marks the front of the queue as being written and returns copies of it (cheap: the
-    /// payloads are reference counted). Empty when nothing is waiting. Dropping the batch
-    /// without [`Batch::finish`] counts as a failed write.
+    /// payloads are reference counted). Empty when nothing is waiting. What the batch does
+    /// not [`commit`](Batch::commit) stays in the queue.
     pub(crate) fn begin_batch(&self) -> Batch<'_> {
         let mut inner = self.lock();
         let mut bytes = 0;
         let mut frames = Vec::new();
         for item in &inner.items {
             let len = item.len();
-            if !frames.is_empty() && (frames.len() >= MAX_BATCH || bytes + len > MAX_BATCH_BYTES)
-            {
+            if !frames.is_empty() && (frames.len() >= MAX_BATCH || bytes + len > MAX_BATCH_BYTES) {
                 break;
             }
             bytes += len;
             frames.push(item.clone());
         }
         inner.in_flight = frames.len();
+        inner.evicted_in_flight = 0;
         Batch {
             queue: self,
             frames,
-            finished: false,
         }
     }
 
-    /// Ends the batch being written: its first `written` messages were written and flushed
-    /// and leave the queue; the rest stay at the front for the next connection.
-    fn finish_batch(&self, written: usize) {
+    /// The batch's next message was written and flushed: it leaves the queue.
+    fn commit_one(&self) {
         let mut inner = self.lock();
-        let in_flight = inner.in_flight;
+        if inner.evicted_in_flight > 0 {
+            // Already pushed out of the queue, yet it went out.
+            inner.evicted_in_flight -= 1;
+        } else if inner.in_flight > 0 {
+            inner.in_flight -= 1;
+            inner.items.pop_front();
+            drop(inner);
+            if self.policy == OverflowPolicy::Wait {
+                self.slots.add_permits(1);
+            }
+        } else {
+            return;
+        }
+        self.telemetry.sent(1);
+    }
+
+    /// The batch ends: what it did not commit stays queued, except what `DropOldest`
+    /// pushed out meanwhile, which is now dropped.
+    fn end_batch(&self) {
+        let mut inner = self.lock();
         let evicted = std::mem::take(&mut inner.evicted_in_flight);
         inner.in_flight = 0;
-        // `DropOldest` evicts from the front, so the evicted messages were the batch's
-        // first ones: those among the written ones were sent, the others dropped.
-        let evicted = usize::try_from(evicted).unwrap_or(usize::MAX);
-        let written = written.min(in_flight.saturating_add(evicted));
-        let popped = written.saturating_sub(evicted);
-        inner.items.drain(..popped.min(in_flight));
         drop(inner);
-        if self.policy == OverflowPolicy::Wait {
-            self.slots.add_permits(popped);
-        }
-        self.telemetry.sent(written as u64);
-        self.telemetry
-            .dropped(evicted.saturating_sub(written) as u64, "overflow");
+        self.telemetry.dropped(evicted as u64, "overflow");
     }
 
     /// Messages waiting (being written included).
@@ -248,7 +253,7 @@ impl OutboundQueue {
         let evicted = std::mem::take(&mut inner.evicted_in_flight);
         drop(inner);
         self.telemetry.dropped(left as u64, "closed");
-        self.telemetry.dropped(evicted, "overflow");
+        self.telemetry.dropped(evicted as u64, "overflow");
         left
     }
 }
@@ -258,7 +263,6 @@ impl OutboundQueue {
 pub(crate) struct Batch<'a> {
     queue: &'a OutboundQueue,
     frames: Vec<tungstenite::Message>,
-    finished: bool,
 }
 
 impl Batch<'_> {
@@ -272,18 +276,15 @@ impl Batch<'_> {
         std::mem::take(&mut self.frames)
     }
 
-    /// Records the outcome: the first `written` messages were written and flushed.
-    pub(crate) fn finish(mut self, written: usize) {
-        self.finished = true;
-        self.queue.finish_batch(written);
+    /// The next frame of the batch was written and flushed.
+    pub(crate) fn commit(&self) {
+        self.queue.commit_one();
     }
 }
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            self.queue.finish_batch(0);
-        }
+        self.queue.end_batch();
     }
 }
 
@@ -309,30 +310,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_batch_stays_at_the_front() {
-        let q = queue(8, OverflowPolicy::Reject);
-        for i in 0..3 {
-            assert!(q.push(Message::text(i.to_string()), true).await.is_ok());
-        }
-        let mut batch = q.begin_batch();
-        assert_eq!(texts(&batch.take_frames()), ["0", "1", "2"]);
-        assert!(q.push(Message::text("3"), true).await.is_ok());
-        drop(batch); // the write was abandoned
-        let mut batch = q.begin_batch();
-        assert_eq!(texts(&batch.take_frames()), ["0", "1", "2", "3"]);
-        batch.finish(4);
-        assert_eq!(q.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_partly_written_batch_leaves_only_its_written_head() {
+    async fn only_committed_messages_leave_the_queue() {
         let q = queue(8, OverflowPolicy::Wait);
         for i in 0..4 {
             assert!(q.push(Message::text(i.to_string()), true).await.is_ok());
         }
-        q.begin_batch().finish(2);
-        assert_eq!(texts(&q.begin_batch().take_frames()), ["2", "3"]);
-        assert_eq!(q.slots.available_permits(), 6);
+        let mut batch = q.begin_batch();
+        assert_eq!(texts(&batch.take_frames()), ["0", "1", "2", "3"]);
+        assert!(q.push(Message::text("4"), true).await.is_ok());
+        batch.commit();
+        batch.commit();
+        drop(batch); // the third write failed
+        assert_eq!(q.slots.available_permits(), 5);
+        let mut batch = q.begin_batch();
+        assert_eq!(texts(&batch.take_frames()), ["2", "3", "4"]);
+        for _ in 0..3 {
+            batch.commit();
+        }
+        drop(batch);
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.telemetry.stats(0).sent, 5);
     }
 
     #[tokio::test]
@@ -349,16 +346,19 @@ mod tests {
             assert!(q.push(Message::text(i.to_string()), true).await.is_ok());
         }
         let batch = q.begin_batch();
-        // "0" is being written when "2" pushes it out.
+        // "0" is being written when "2" pushes it out; then both writes succeed.
         assert!(q.push(Message::text("2"), true).await.is_ok());
-        batch.finish(2);
+        batch.commit();
+        batch.commit();
+        drop(batch);
         let stats = telemetry.stats(q.len());
         assert_eq!((stats.sent, stats.dropped, stats.queued), (2, 0, 1));
 
         assert!(q.push(Message::text("3"), true).await.is_ok());
         let batch = q.begin_batch();
+        // "2" is pushed out by "4" and its write fails.
         assert!(q.push(Message::text("4"), true).await.is_ok());
-        batch.finish(0);
+        drop(batch);
         let stats = telemetry.stats(q.len());
         assert_eq!((stats.sent, stats.dropped), (2, 1));
         assert_eq!(texts(&q.begin_batch().take_frames()), ["3", "4"]);

@@ -120,8 +120,7 @@ impl Liveness {
         let since = self.writing_since.load(Ordering::Relaxed);
         if since != NONE {
             let progress = since.max(self.written.load(Ordering::Relaxed));
-            if now.saturating_sub(progress) >= timeout && now.saturating_sub(received) >= timeout
-            {
+            if now.saturating_sub(progress) >= timeout && now.saturating_sub(received) >= timeout {
                 return Some(silent);
             }
         }
@@ -345,7 +344,9 @@ async fn write(
         let closing = control.borrow_and_update().closing();
         if ping_wanted.swap(false, Ordering::Relaxed) {
             liveness.write_started();
-            let sent = sink.send(tungstenite::Message::Ping(Default::default())).await;
+            let sent = sink
+                .send(tungstenite::Message::Ping(Default::default()))
+                .await;
             liveness.write_ended();
             match sent {
                 Ok(()) => liveness.ping_flushed(),
@@ -362,37 +363,28 @@ async fn write(
         if !batch.is_empty() {
             let frames = batch.take_frames();
             let count = frames.len();
-            let mut fed = 0;
             liveness.write_started();
+            // One flush per message: a sink may buffer what it is fed, so only a flush
+            // that returned tells which messages went out. Each leaves the queue right
+            // after its flush, with no await in between; the first that fails, and all
+            // after it, stay at the front for the next connection.
+            //
+            // (tokio-tungstenite reports a flush as done when the socket is reset after
+            // the peer's Close; such a peer is gone like one that died after a flush, and
+            // what it had not read is lost the same way: see "Flushed is not received".)
             let written = async {
                 for frame in frames {
-                    sink.feed(frame).await?;
-                    fed += 1;
+                    sink.send(frame).await?;
+                    batch.commit();
                 }
-                sink.flush().await
+                Ok::<(), tungstenite::Error>(())
             };
             let outcome = match closing {
                 Some((deadline, _)) => timeout_at(deadline, written).await.ok(),
                 None => Some(written.await),
             };
-            let flushed = match &outcome {
-                Some(Ok(())) => count,
-                // The peer's Close arrived mid-batch: the frames fed before it are in
-                // tungstenite's buffer and go out with the answer to the Close, ahead of
-                // it. Flush them, and count them sent only if that works.
-                Some(Err(e)) if peer_is_closing(e) && fed > 0 => {
-                    match timeout(close_wait, sink.flush()).await {
-                        Ok(Ok(())) => fed,
-                        _ => 0,
-                    }
-                }
-                _ => 0,
-            };
             liveness.write_ended();
-            // No await between the flush and this: a message leaves the queue exactly
-            // when it has been flushed. (Should this future be dropped mid-write, the
-            // batch's own drop puts it all back as unsent.)
-            batch.finish(flushed);
+            drop(batch);
             match outcome {
                 Some(Ok(())) => tracing::trace!(count, "messages flushed"),
                 Some(Err(e)) => return peer_closing_or(e),
@@ -439,23 +431,14 @@ async fn send_close(
     }
 }
 
-/// Whether a write was refused because the close handshake has begun.
-fn peer_is_closing(e: &tungstenite::Error) -> bool {
-    matches!(
-        e,
-        tungstenite::Error::Protocol(ProtocolError::SendAfterClosing)
-            | tungstenite::Error::AlreadyClosed
-            | tungstenite::Error::ConnectionClosed
-    )
-}
-
 /// A write refused because the peer is closing is not a failure: the reader will see the
 /// close handshake through.
 fn peer_closing_or(e: tungstenite::Error) -> Result<WriterEnd, Error> {
-    if peer_is_closing(&e) {
-        Ok(WriterEnd::PeerClosing)
-    } else {
-        Err(ws_error(e, "writing to"))
+    match e {
+        tungstenite::Error::Protocol(ProtocolError::SendAfterClosing)
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::ConnectionClosed => Ok(WriterEnd::PeerClosing),
+        e => Err(ws_error(e, "writing to")),
     }
 }
 
@@ -498,8 +481,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn an_unanswered_ping_is_dead_after_the_timeout_and_a_newer_ping_does_not_delay_it()
-    {
+    async fn an_unanswered_ping_is_dead_after_the_timeout_and_a_newer_ping_does_not_delay_it() {
         let live = Liveness::new();
         let timeout = Duration::from_secs(1);
         tokio::time::advance(Duration::from_millis(10)).await;

@@ -2,7 +2,13 @@
 //! (answering the subprotocol) and runs the test's script on it; the script's result comes
 //! back through `finish`, so the test can assert on what the server saw.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// The handshake callback's error type is tungstenite's, large by design.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -131,21 +137,27 @@ impl<T: Send + 'static> WsServer<T> {
         let task = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut headers = HeaderMap::new();
-            let ws = tokio_tungstenite::accept_hdr_async(stream, |request: &Request, mut response: Response| {
-                headers = request.headers().clone();
-                let offered = request
-                    .headers()
-                    .get("sec-websocket-protocol")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if offered.split(',').any(|p| p.trim() == "graphql-transport-ws") {
-                    response.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        "graphql-transport-ws".parse().unwrap(),
-                    );
-                }
-                Ok(response)
-            })
+            let ws = tokio_tungstenite::accept_hdr_async(
+                stream,
+                |request: &Request, mut response: Response| {
+                    headers = request.headers().clone();
+                    let offered = request
+                        .headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    if offered
+                        .split(',')
+                        .any(|p| p.trim() == "graphql-transport-ws")
+                    {
+                        response.headers_mut().insert(
+                            "sec-websocket-protocol",
+                            "graphql-transport-ws".parse().unwrap(),
+                        );
+                    }
+                    Ok(response)
+                },
+            )
             .await
             .unwrap();
             script(Conn { ws, headers }).await

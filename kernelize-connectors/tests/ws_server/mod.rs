@@ -2,7 +2,14 @@
 //! checks the handshake, records what arrives (shared across restarts on the same port)
 //! and behaves as each test needs.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+// The handshake callback's error type (an HTTP response) is tungstenite's choice.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,11 +19,11 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 /// What the server does with a connection once the handshake is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,8 @@ pub struct Handshake {
 #[derive(Debug, Default)]
 pub struct ServerLog {
     pub received: Mutex<Vec<Message>>,
+    /// Which connection (by handshake order) each received message came on.
+    pub arrived_on: Mutex<Vec<usize>>,
     pub handshakes: Mutex<Vec<Handshake>>,
     pub closes: Mutex<Vec<Option<u16>>>,
     pub refused: Mutex<u32>,
@@ -72,6 +81,12 @@ impl ServerLog {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    /// Where (by arrival index) messages started coming on another connection.
+    pub fn switches(&self) -> Vec<usize> {
+        let on = self.arrived_on.lock().unwrap();
+        (1..on.len()).filter(|&i| on[i] != on[i - 1]).collect()
     }
 
     pub fn connections(&self) -> usize {
@@ -151,6 +166,9 @@ async fn accept_loop(
     let mut accepted = 0usize;
     loop {
         tokio::select! {
+            // Stop first: a client reconnecting at once must not be accepted by a server
+            // on its way down.
+            biased;
             _ = stop.changed() => return connections,
             incoming = listener.accept() => {
                 let Ok((tcp, _)) = incoming else { continue };
@@ -179,6 +197,8 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let handshake_log = log.clone();
+    let connection_id = Arc::new(Mutex::new(usize::MAX));
+    let id_slot = connection_id.clone();
     let check = move |request: &Request, mut response: Response| {
         let header = |name: &str| {
             request
@@ -208,7 +228,9 @@ async fn serve(
                 HeaderValue::from_str(chosen).unwrap(),
             );
         }
-        handshake_log.handshakes.lock().unwrap().push(Handshake {
+        let mut handshakes = handshake_log.handshakes.lock().unwrap();
+        *connection_id.lock().unwrap() = handshakes.len();
+        handshakes.push(Handshake {
             authorization,
             offered,
             chosen,
@@ -218,6 +240,7 @@ async fn serve(
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
         return;
     };
+    let id = *id_slot.lock().unwrap();
     if behaviour == Behaviour::Silent {
         let _ = async { stop.wait_for(|stopped| *stopped).await.is_ok() }.await;
         return;
@@ -250,10 +273,10 @@ async fn serve(
             }
             Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                 log.received.lock().unwrap().push(message.clone());
+                log.arrived_on.lock().unwrap().push(id);
                 if behaviour == Behaviour::Echo && !closing {
-                    if let Err(tungstenite::Error::Protocol(_)) = ws.send(message).await {
-                        // The client is closing; keep reading to the end.
-                    }
+                    // Refused once the client is closing; reading goes on to the end.
+                    let _ = ws.send(message).await;
                 }
             }
             Some(Ok(_)) => {}
