@@ -231,6 +231,10 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
 
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(log.len() > 1000, "the capture saw the stack's logs:\n{log}");
+    // The request span carries the attempt in flight and, once done, the status.
+    assert!(log.contains("attempt=2"), "{log}");
+    assert!(log.contains("path=/me"), "{log}");
+    assert!(log.contains("status=401"), "{log}");
     let errors: Vec<String> = errors.iter().map(|e| format!("{e} | {e:?}")).collect();
     for secret in SECRETS {
         assert!(!log.contains(secret), "`{secret}` is in the log:\n{log}");

@@ -174,7 +174,15 @@ impl HttpClient {
         let method = request.method.clone();
         let host = request.url.host_str().unwrap_or("").to_string();
         let path = request.path_label().to_string();
-        let span = tracing::debug_span!("http", %method, %host, %path);
+        let span = tracing::debug_span!(
+            "http",
+            %method,
+            %host,
+            %path,
+            attempt = 1u32,
+            status = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
         let outcome = Next::new(&self.layers, &self.transport)
             .run(request)
             .instrument(span.clone())
@@ -184,6 +192,8 @@ impl HttpClient {
             Err(e) => e.kind().as_str().to_string(),
         };
         let elapsed = started.elapsed();
+        span.record("status", status.as_str());
+        span.record("elapsed_ms", elapsed.as_millis() as u64);
         tracing::debug!(parent: &span, status = %status, elapsed_ms = elapsed.as_millis() as u64, "http request");
         metrics::counter!("kernelize_http_requests_total", "method" => method.to_string(), "host" => host.clone(), "status" => status)
             .increment(1);

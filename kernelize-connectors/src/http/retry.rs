@@ -203,6 +203,8 @@ impl Layer for RetryLayer {
                 .increment(1);
             tokio::time::sleep(wait).await;
             attempt += 1;
+            // The request's span (opened by `HttpClient::send`) shows the attempt in flight.
+            tracing::Span::current().record("attempt", attempt);
         }
     }
 }
