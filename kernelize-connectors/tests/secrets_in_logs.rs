@@ -206,7 +206,7 @@ async fn no_credential_appears_in_trace_logs_or_errors() {
         .grant(Permission::Network { host: "*".into() }),
     );
     manager.activate("http").await.unwrap();
-    let call = Call::new("request", Payload::Json(json!({"url": "me"})));
+    let call = Call::new("request", Payload::Empty).with_config(json!({"url": "me"}));
     errors.push(manager.call("http", call).await.unwrap_err());
 
     // The credentials did go over the wire (the test would prove nothing otherwise).

@@ -4,9 +4,10 @@
 //! - Plugin settings ([`HttpSettings`]): base URL, default headers, retry, timeouts, rate
 //!   limit, concurrency limit, circuit breaker and authentication. Credentials may be
 //!   `${secret:NAME}` or `${env:NAME}` references, resolved by the host.
-//! - Action `request`: one request; `{"method", "url", "headers", "query", "body"}` from the
-//!   step's config and the input (the input's fields win; headers and query merge). Returns
-//!   `{"status", "headers", "body"}`, the body as JSON when the answer is JSON, else text.
+//! - Action `request`: one request, `{"method", "url", "headers", "query", "body"}`, from
+//!   the call's config (a workflow step's `config`). The input, if any, is the body of a
+//!   POST, PUT or PATCH whose config has none. Returns `{"status", "headers", "body"}`, the
+//!   body as JSON when the answer is JSON, else text.
 //! - Action `paginate`: the same plus `pagination`, `items_path` and `max_pages`; returns
 //!   `{"items", "pages", "complete"}`.
 //!
@@ -487,7 +488,12 @@ impl HttpPlugin {
         Ok(client)
     }
 
-    fn request_from(&self, client: &HttpClient, spec: &RequestSpec) -> Result<Request> {
+    fn request_from(
+        &self,
+        client: &HttpClient,
+        spec: &RequestSpec,
+        body: Option<Payload>,
+    ) -> Result<Request> {
         let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
         let method = Method::from_bytes(method.as_bytes()).map_err(|_| {
             Error::new(
@@ -530,6 +536,20 @@ impl HttpPlugin {
                 request = request.bytes(text.clone().into_bytes(), &content_type);
             }
             Some(json) => request = request.json(json)?,
+        }
+        match body {
+            None => {}
+            Some(Payload::Json(value)) => request = request.json(&value)?,
+            Some(Payload::Bytes(blob)) => {
+                request = request.bytes(blob.data.clone(), &blob.media_type);
+            }
+            Some(records @ Payload::Records(_)) => request = request.json(&records.into_json()?)?,
+            Some(other) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("a {} input cannot be a request body", other.kind_name()),
+                ));
+            }
         }
         Ok(request)
     }
@@ -761,58 +781,19 @@ fn auth_key(auth: &AuthSettings) -> Value {
     }
 }
 
-/// The call's request: its config, with the input's fields over it (headers and query
-/// merged name by name).
-fn merge_spec(config: &RequestSpec, input: Payload) -> Result<RequestSpec> {
-    let input = match input {
-        Payload::Empty => return Ok(config.clone()),
-        Payload::Json(Value::Null) => return Ok(config.clone()),
-        Payload::Json(Value::Object(map)) => map,
-        Payload::Json(other) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the http plugin's input is a request object ({{\"method\", \"url\", ...}}), not {other}"
-                ),
-            ));
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the http plugin's input is a JSON request object, not {}",
-                    other.kind_name()
-                ),
-            ));
-        }
+/// The call's request: its config (a workflow step's `config`). The input, when there is
+/// one and the config has no `body`, is the body of a POST, PUT or PATCH (so a step can
+/// send what the step before it produced: JSON as JSON, bytes with their media type, records
+/// as an array of JSON rows); other methods ignore the input.
+fn request_spec(config: &RequestSpec, input: Payload) -> Result<(RequestSpec, Option<Payload>)> {
+    let method = config.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let takes_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+    let body = match input {
+        Payload::Empty | Payload::Json(Value::Null) => None,
+        _ if !takes_body || config.body.is_some() => None,
+        other => Some(other),
     };
-    let mut merged = match serde_json::to_value(config)? {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    // `SecretString` does not serialize its value: keep the config's auth aside.
-    merged.remove("auth");
-    for (key, value) in input {
-        match (key.as_str(), merged.get_mut(&key), value) {
-            ("headers" | "query", Some(Value::Object(base)), Value::Object(more)) => {
-                base.extend(more);
-            }
-            (_, _, value) => {
-                merged.insert(key, value);
-            }
-        }
-    }
-    let input_has_auth = merged.contains_key("auth");
-    let mut spec: RequestSpec = serde_json::from_value(Value::Object(merged)).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!("the request does not fit: {e}"),
-        )
-    })?;
-    if !input_has_auth {
-        spec.auth = config.auth.clone();
-    }
-    Ok(spec)
+    Ok((config.clone(), body))
 }
 
 fn answer_of(response: Response) -> HttpAnswer {
@@ -891,9 +872,9 @@ impl Handler<RequestAction> for HttpPlugin {
         config: RequestSpec,
         input: Payload,
     ) -> Result<HttpAnswer> {
-        let spec = merge_spec(&config, input)?;
+        let (spec, body) = request_spec(&config, input)?;
         let client = self.client_for(&spec)?;
-        let request = self.request_from(&client, &spec)?;
+        let request = self.request_from(&client, &spec, body)?;
         check_host(&ctx, &request)?;
         let describe = request.describe();
         let response = client.send(request).await?;
@@ -921,7 +902,7 @@ impl Handler<PaginateAction> for HttpPlugin {
         config: RequestSpec,
         input: Payload,
     ) -> Result<PaginatedItems> {
-        let spec = merge_spec(&config, input)?;
+        let (spec, body) = request_spec(&config, input)?;
         let pagination = spec.pagination.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -929,7 +910,7 @@ impl Handler<PaginateAction> for HttpPlugin {
             )
         })?;
         let client = self.client_for(&spec)?;
-        let request = self.request_from(&client, &spec)?;
+        let request = self.request_from(&client, &spec, body)?;
         check_host(&ctx, &request)?;
         let mut paginator = Paginator::new(pagination);
         paginator.items_path = spec.items_path.clone();
