@@ -10,6 +10,7 @@ mod commands;
 mod compress;
 mod input;
 mod output;
+mod run;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Plugins(PluginsCommand),
     /// Execute one action of a plugin.
     Exec(commands::ExecArgs),
+    /// Validate a workflow file and run one of its workflows.
+    Run(run::RunArgs),
     /// Compress a file or stdin.
     #[cfg(feature = "compress")]
     Compress(compress::CompressArgs),
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             }
             Command::Plugins(PluginsCommand::Resolve(args)) => commands::plugins_resolve(args),
             Command::Exec(args) => commands::exec(args).await,
+            Command::Run(args) => run::run(args).await,
             // Plain blocking work: run on this thread, outside the runtime's futures.
             #[cfg(feature = "compress")]
             Command::Compress(args) => tokio::task::block_in_place(|| compress::compress(args)),

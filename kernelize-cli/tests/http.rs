@@ -129,3 +129,129 @@ fn a_non_2xx_answer_after_retries_exits_1_with_the_status_and_body_start() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+fn write_workflow(dir: &std::path::Path, server: &str, first_path: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        r#"plugins:
+  http:
+    settings:
+      base_url: "{server}"
+      retry: {{ max_attempts: 2, base_delay: 10ms }}
+    permissions:
+      - {{ kind: network, host: 127.0.0.1 }}
+workflows:
+  sync_orders:
+    params: {{ user: 7 }}
+    steps:
+      - name: get_user
+        plugin: http
+        action: request
+        config: {{ url: "{first_path}${{params.user}}" }}
+      - name: list_orders
+        plugin: http
+        action: paginate
+        config:
+          url: orders
+          query: {{ owner: "${{steps.get_user.output.body.name}}" }}
+          pagination: {{ kind: cursor, cursor_path: next }}
+          items_path: data
+      - name: post_summary
+        plugin: http
+        action: request
+        config: {{ method: POST, url: summary }}
+"#
+    );
+    let path = dir.join("sync.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn a_yaml_workflow_calls_rest_apis_through_the_http_plugin() {
+    let server = serve(vec![
+        (200, "application/json", r#"{"id":7,"name":"Ada"}"#),
+        (200, "application/json", r#"{"data":[1,2],"next":"c2"}"#),
+        (200, "application/json", r#"{"data":[3],"next":null}"#),
+        (201, "text/plain", ""),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_workflow(dir.path(), &server.url, "users/");
+    let o = kernelize(&["run", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let steps = out["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["get_user", "list_orders", "post_summary"]);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["status"] == "succeeded" && s["attempts"] == 1),
+        "{out}"
+    );
+    let seen = server.seen.lock().unwrap();
+    assert!(seen[0].starts_with("GET /users/7 "), "{}", seen[0]);
+    assert!(seen[1].starts_with("GET /orders?owner=Ada "), "{}", seen[1]);
+    assert!(
+        seen[2].starts_with("GET /orders?owner=Ada&cursor=c2 "),
+        "{}",
+        seen[2]
+    );
+    assert!(seen[3].starts_with("POST /summary "), "{}", seen[3]);
+    assert!(
+        seen[3].ends_with(r#"{"items":[1,2,3],"pages":2,"complete":true}"#),
+        "the paginated items are the next step's body: {}",
+        seen[3]
+    );
+}
+
+#[test]
+fn a_yaml_run_whose_request_fails_exits_1_and_names_the_step() {
+    let server = serve(vec![(
+        404,
+        "application/json",
+        r#"{"error":"no such user"}"#,
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_workflow(dir.path(), &server.url, "users/");
+    let o = kernelize(&["run", file.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("get_user"), "{err}");
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["status"], "failed");
+    assert_eq!(out["steps"][0]["status"], "failed");
+    assert!(
+        out["steps"][0]["error"].as_str().unwrap().contains("404"),
+        "{out}"
+    );
+    assert!(
+        out["steps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such user"),
+        "{out}"
+    );
+    assert_eq!(out["steps"][1]["status"], "cancelled");
+    assert_eq!(server.seen.lock().unwrap().len(), 1, "a 404 is not retried");
+}
+
+#[test]
+fn an_invalid_workflow_file_exits_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "workflows:\n  w:\n    steps:\n      - name: a\n        plugin: http\n        action: fetch\n",
+    )
+    .unwrap();
+    let o = kernelize(&["run", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml:6:17"), "{err}");
+    assert!(err.contains("fetch"), "{err}");
+    assert!(
+        err.contains("request"),
+        "the known actions are listed: {err}"
+    );
+}

@@ -37,11 +37,17 @@ async fn call(
 async fn request_takes_its_config_and_returns_status_headers_and_body() {
     let server = ScriptedServer::start(vec![
         Step::json(200, json!({"id": 42})).header("x-request-id", "r-1"),
-        Step::status(200).header("content-type", "text/csv").body("a,b\n1,2\n"),
+        Step::status(200)
+            .header("content-type", "text/csv")
+            .body("a,b\n1,2\n"),
         Step::status(201),
     ])
     .await;
-    let m = manager(json!({"base_url": server.url(), "headers": {"x-team": "data"}}), "127.0.0.1").await;
+    let m = manager(
+        json!({"base_url": server.url(), "headers": {"x-team": "data"}}),
+        "127.0.0.1",
+    )
+    .await;
     let answer = call(
         &m,
         "request",
@@ -61,7 +67,10 @@ async fn request_takes_its_config_and_returns_status_headers_and_body() {
     )
     .await
     .unwrap();
-    assert_eq!(answer["body"], "a,b\n1,2\n", "a body that is not JSON comes back as text");
+    assert_eq!(
+        answer["body"], "a,b\n1,2\n",
+        "a body that is not JSON comes back as text"
+    );
     // The input is the body of a POST whose config has none (a step sending what the
     // step before it produced).
     let answer = call(
@@ -79,10 +88,18 @@ async fn request_takes_its_config_and_returns_status_headers_and_body() {
     assert_eq!(seen[0].uri.to_string(), "/users?a=1&b=two");
     assert!(seen[0].body.is_empty());
     assert_eq!(seen[0].headers["accept"], "application/json");
-    assert_eq!(seen[0].headers["x-team"], "data", "the plugin's headers go with every call");
+    assert_eq!(
+        seen[0].headers["x-team"], "data",
+        "the plugin's headers go with every call"
+    );
     assert_eq!(seen[1].method, "POST");
     assert_eq!(&seen[1].body[..], b"plain text");
-    assert!(seen[1].headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        seen[1].headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert_eq!(&seen[2].body[..], br#"[{"id":1},{"id":2}]"#);
     assert_eq!(seen[2].headers["content-type"], "application/json");
 }

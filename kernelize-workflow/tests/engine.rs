@@ -37,13 +37,26 @@ impl Plugin for Probe {
             output: PayloadDescriptor::of_kind("any"),
             permissions: vec![],
         };
-        PluginMetadata::new("probe", "Probe", Version::new(1, 0, 0), Category::DataProcessor)
-            .actions(["echo", "flaky", "fail", "record", "slow"].map(action).to_vec())
+        PluginMetadata::new(
+            "probe",
+            "Probe",
+            Version::new(1, 0, 0),
+            Category::DataProcessor,
+        )
+        .actions(
+            ["echo", "flaky", "fail", "record", "slow"]
+                .map(action)
+                .to_vec(),
+        )
     }
 
     async fn execute(&self, call: Call) -> Result<Payload> {
         let label = call.config["label"].as_str().unwrap_or("").to_string();
-        self.0.log.lock().unwrap().push(format!("{}:{label}", call.action));
+        self.0
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("{}:{label}", call.action));
         match call.action.as_str() {
             "echo" => Ok(Payload::Json(json!({
                 "config": call.config,
@@ -77,7 +90,10 @@ impl Plugin for Probe {
                 self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(Payload::Json(json!(label)))
             }
-            other => Err(Error::new(ErrorKind::NotFound, format!("no action {other}"))),
+            other => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no action {other}"),
+            )),
         }
     }
 }
@@ -122,7 +138,10 @@ async fn a_sequence_passes_outputs_on_and_resolves_references() {
     options.params.insert("who".into(), json!("Grace"));
     let report = engine.run(&file, "w", options).await.unwrap();
     let first = report.outputs["first"].clone().into_json().unwrap();
-    assert_eq!(first["config"]["greet"], "hi Grace", "--set overrides a default");
+    assert_eq!(
+        first["config"]["greet"], "hi Grace",
+        "--set overrides a default"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +152,11 @@ async fn independent_steps_run_in_parallel_within_the_bound() {
     file.workflows.get_mut("w").unwrap().concurrency = Some(2);
     let report = run(&engine, &file).await;
     assert_eq!(report.status, RunStatus::Succeeded);
-    assert_eq!(shared.max_in_flight.load(Ordering::SeqCst), 2, "two at a time, never more");
+    assert_eq!(
+        shared.max_in_flight.load(Ordering::SeqCst),
+        2,
+        "two at a time, never more"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +198,11 @@ async fn conditions_and_trigger_rules_decide_what_runs() {
     assert_eq!(status("after_failure"), StepStatus::Succeeded);
     assert_eq!(status("needs_all"), StepStatus::Skipped);
     assert_eq!(status("cleanup"), StepStatus::Succeeded);
-    assert_eq!(report.status, RunStatus::Succeeded, "the failure was allowed to continue");
+    assert_eq!(
+        report.status,
+        RunStatus::Succeeded,
+        "the failure was allowed to continue"
+    );
     let log = shared.log.lock().unwrap().clone();
     assert!(!log.contains(&"record:never".to_string()), "{log:?}");
 }
@@ -183,7 +210,8 @@ async fn conditions_and_trigger_rules_decide_what_runs() {
 #[tokio::test]
 async fn a_failed_run_compensates_completed_steps_in_reverse_order_and_runs_its_handler() {
     let (engine, shared) = engine();
-    let compensated = |label: &str| json!({"plugin": "probe", "action": "record", "config": {"label": label}});
+    let compensated =
+        |label: &str| json!({"plugin": "probe", "action": "record", "config": {"label": label}});
     let file = workflow(json!([
         {"name": "reserve", "plugin": "probe", "action": "record", "config": {"label": "reserve"},
          "compensate": compensated("release")},
@@ -198,10 +226,23 @@ async fn a_failed_run_compensates_completed_steps_in_reverse_order_and_runs_its_
     let log = shared.log.lock().unwrap().clone();
     assert_eq!(
         log,
-        ["record:reserve", "record:charge", "fail:", "record:alert", "record:refund", "record:release"],
+        [
+            "record:reserve",
+            "record:charge",
+            "fail:",
+            "record:alert",
+            "record:refund",
+            "record:release"
+        ],
     );
-    assert_eq!(report.step("reserve").unwrap().status, StepStatus::Compensated);
-    assert_eq!(report.step("charge").unwrap().status, StepStatus::Compensated);
+    assert_eq!(
+        report.step("reserve").unwrap().status,
+        StepStatus::Compensated
+    );
+    assert_eq!(
+        report.step("charge").unwrap().status,
+        StepStatus::Compensated
+    );
     assert_eq!(report.step("never").unwrap().status, StepStatus::Cancelled);
     assert_eq!(report.step("alert").unwrap().status, StepStatus::Succeeded);
 }
@@ -215,6 +256,11 @@ async fn a_step_timeout_fails_the_step() {
     let report = run(&engine, &file).await;
     let slow = report.step("slow").unwrap();
     assert_eq!(slow.status, StepStatus::Failed);
-    assert!(slow.error.as_deref().unwrap().contains("timeout") || slow.error.as_deref().unwrap().contains("time"), "{:?}", slow.error);
+    assert!(
+        slow.error.as_deref().unwrap().contains("timeout")
+            || slow.error.as_deref().unwrap().contains("time"),
+        "{:?}",
+        slow.error
+    );
     assert!(slow.duration_ms < 1500, "{}", slow.duration_ms);
 }

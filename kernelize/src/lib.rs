@@ -25,6 +25,10 @@ pub use kernelize_compress as compress;
 #[cfg(feature = "http")]
 pub use kernelize_connectors as connectors;
 
+/// The workflow engine (feature `workflow`).
+#[cfg(feature = "workflow")]
+pub use kernelize_workflow as workflow;
+
 /// Factories of every built-in plugin this build includes.
 ///
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one

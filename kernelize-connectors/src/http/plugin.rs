@@ -786,7 +786,11 @@ fn auth_key(auth: &AuthSettings) -> Value {
 /// send what the step before it produced: JSON as JSON, bytes with their media type, records
 /// as an array of JSON rows); other methods ignore the input.
 fn request_spec(config: &RequestSpec, input: Payload) -> Result<(RequestSpec, Option<Payload>)> {
-    let method = config.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let method = config
+        .method
+        .as_deref()
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
     let takes_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
     let body = match input {
         Payload::Empty | Payload::Json(Value::Null) => None,

@@ -224,15 +224,25 @@ mod tests {
 
     #[test]
     fn malformed_references_say_what_is_expected() {
-        for bad in ["${params}", "${steps.a}", "${steps.a.output..b}", "${oops", "${env:}"] {
+        for bad in [
+            "${params}",
+            "${steps.a}",
+            "${steps.a.output..b}",
+            "${oops",
+            "${env:}",
+        ] {
             let error = parse_template(bad).unwrap_err();
-            assert!(error.contains(bad.trim_end_matches('}')) || error.contains("closing"), "{error}");
+            assert!(
+                error.contains(bad.trim_end_matches('}')) || error.contains("closing"),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn references_are_found_with_their_pointer() {
-        let value = serde_json::json!({"q": "${params.x}", "list": [1, {"k": "${steps.s.output}"}]});
+        let value =
+            serde_json::json!({"q": "${params.x}", "list": [1, {"k": "${steps.s.output}"}]});
         let found = references_in(&value).unwrap_or_default();
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].0, "/q");

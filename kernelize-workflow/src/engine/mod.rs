@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tracing::Instrument;
 use kernelize_core::{
     Call, Error, ErrorKind, Payload, PluginConfig, PluginManager, Result, SecretStore,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::definition::{OnFailure, RetrySpec, StepDef, TriggerRule, WorkflowDef, WorkflowFile};
 use resolve::Scope;
@@ -323,7 +323,10 @@ impl<'a> Run<'a> {
                         index.get(n.as_str()).copied().ok_or_else(|| {
                             Error::new(
                                 ErrorKind::ConfigInvalid,
-                                format!("step `{}` depends on `{n}`, which does not exist", step.name),
+                                format!(
+                                    "step `{}` depends on `{n}`, which does not exist",
+                                    step.name
+                                ),
                             )
                         })
                     })
@@ -410,8 +413,8 @@ impl<'a> Run<'a> {
         let mut failed_run = false;
         let mut handler: Option<usize> = None;
         loop {
-            let stopping = self.cancel.is_cancelled()
-                || self.deadline.is_some_and(|d| Instant::now() >= d);
+            let stopping =
+                self.cancel.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d);
             if !stopping && !failed_run {
                 // Start what is ready, in listed order, up to the bound.
                 for i in 0..self.def.steps.len() {
@@ -512,8 +515,8 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let cancelled = self.cancel.is_cancelled()
-            || self.deadline.is_some_and(|d| Instant::now() >= d);
+        let cancelled =
+            self.cancel.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d);
         for state in &mut self.states {
             if state.status == StepStatus::Pending {
                 state.status = if failed_run || cancelled {

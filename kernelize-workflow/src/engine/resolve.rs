@@ -8,6 +8,7 @@ use kernelize_core::{Error, ErrorKind, Payload, Result, SecretStore};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::definition::prepare_condition;
 use crate::definition::reference::{Reference, Segment, parse_template};
 
 /// What references can see.
@@ -30,7 +31,11 @@ impl Scope<'_> {
                 )
             }),
             Reference::StepStatus(step) => Ok(Value::String(
-                self.statuses.get(step).copied().unwrap_or("pending").to_string(),
+                self.statuses
+                    .get(step)
+                    .copied()
+                    .unwrap_or("pending")
+                    .to_string(),
             )),
             Reference::StepOutput { step, path } => {
                 let output = self.outputs.get(step).ok_or_else(|| {
@@ -108,8 +113,7 @@ impl Scope<'_> {
         if !text.contains('$') {
             return Ok(Value::String(text.to_string()));
         }
-        let segments =
-            parse_template(text).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
+        let segments = parse_template(text).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
         if let [Segment::Ref(reference)] = segments.as_slice() {
             return self.value_of(reference);
         }
@@ -130,32 +134,28 @@ impl Scope<'_> {
     /// expression (never spliced into its text), so `${steps.count.output.rows} > 0 and
     /// ${params.env} == "prod"` compares values, whatever they hold.
     pub(crate) fn condition(&self, when: &str) -> Result<bool> {
-        let segments = parse_template(when).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
-        let mut expression = String::new();
+        let condition =
+            prepare_condition(when).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
         let mut vars = BTreeMap::new();
-        for segment in segments {
-            match segment {
-                Segment::Text(t) => expression.push_str(&t),
-                Segment::Ref(r) => {
-                    let name = format!("ref_{}", vars.len());
-                    vars.insert(name.clone(), minijinja::Value::from(minijinja::value::Serde(self.value_of(&r)?)));
-                    expression.push_str(&name);
-                }
-            }
+        for (i, reference) in condition.references.iter().enumerate() {
+            let value = minijinja::Value::from(minijinja::value::Serde(self.value_of(reference)?));
+            vars.insert(format!("ref_{i}"), value);
         }
         let env = minijinja::Environment::new();
-        let compiled = env.compile_expression(&expression).map_err(|e| {
+        let compiled = env.compile_expression(&condition.expression).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("`when: {when}` is not a valid condition: {e}"),
             )
         })?;
-        let result = compiled.eval(minijinja::Value::from_pairs(vars)).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("`when: {when}` could not be evaluated: {e}"),
-            )
-        })?;
+        let result = compiled
+            .eval(minijinja::Value::from_pairs(vars))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("`when: {when}` could not be evaluated: {e}"),
+                )
+            })?;
         Ok(result.is_true())
     }
 }
@@ -166,13 +166,17 @@ mod tests {
     use serde_json::json;
 
     fn with_scope<T>(f: impl FnOnce(&Scope<'_>) -> T) -> T {
-        let params = BTreeMap::from([("env".to_string(), json!("prod")), ("n".to_string(), json!(3))]);
+        let params = BTreeMap::from([
+            ("env".to_string(), json!("prod")),
+            ("n".to_string(), json!(3)),
+        ]);
         let outputs = BTreeMap::from([(
             "count".to_string(),
             Payload::Json(json!({"rows": 5, "tables": ["a", "b"]})),
         )]);
         let statuses = BTreeMap::from([("count".to_string(), "succeeded")]);
-        let secrets: Arc<dyn SecretStore> = Arc::new(kernelize_core::config::MapSecretStore::default());
+        let secrets: Arc<dyn SecretStore> =
+            Arc::new(kernelize_core::config::MapSecretStore::default());
         let env = |name: &str| (name == "HOME_X").then(|| "/home/x".to_string());
         f(&Scope {
             params: &params,
@@ -198,7 +202,9 @@ mod tests {
             assert_eq!(v["part"], "b");
             assert_eq!(v["text"], "prod: 5 rows in /home/x");
             assert_eq!(v["n"], 3, "a whole reference keeps its type");
-            let e = s.resolve(&json!("${steps.count.output.missing}")).unwrap_err();
+            let e = s
+                .resolve(&json!("${steps.count.output.missing}"))
+                .unwrap_err();
             assert!(e.to_string().contains("missing"), "{e}");
             assert!(s.resolve(&json!("${secret:nope}")).is_err());
         });
@@ -207,11 +213,23 @@ mod tests {
     #[test]
     fn conditions_compare_values_without_splicing_them() {
         with_scope(|s| {
-            assert!(s.condition("${steps.count.output.rows} > 0").unwrap_or(false));
-            assert!(s.condition("${params.env} == \"prod\" and ${params.n} < 4").unwrap_or(false));
-            assert!(!s.condition("${steps.count.status} == \"failed\"").unwrap_or(true));
+            assert!(
+                s.condition("${steps.count.output.rows} > 0")
+                    .unwrap_or(false)
+            );
+            assert!(
+                s.condition("${params.env} == \"prod\" and ${params.n} < 4")
+                    .unwrap_or(false)
+            );
+            assert!(
+                !s.condition("${steps.count.status} == \"failed\"")
+                    .unwrap_or(true)
+            );
             // A value that looks like code is only a value.
-            assert!(!s.condition("${params.env} == \"x\" or false").unwrap_or(true));
+            assert!(
+                !s.condition("${params.env} == \"x\" or false")
+                    .unwrap_or(true)
+            );
             assert!(s.condition("${params.env} >").is_err());
         });
     }
