@@ -21,15 +21,20 @@ struct Noop;
 #[async_trait]
 impl Plugin for Noop {
     fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new("noop", "No-op", Version::new(1, 0, 0), Category::DataProcessor)
-            .actions(vec![ActionDescriptor {
-                name: "run".into(),
-                description: "Returns its input.".into(),
-                config: json!({}),
-                input: PayloadDescriptor::of_kind("any"),
-                output: PayloadDescriptor::of_kind("any"),
-                permissions: vec![],
-            }])
+        PluginMetadata::new(
+            "noop",
+            "No-op",
+            Version::new(1, 0, 0),
+            Category::DataProcessor,
+        )
+        .actions(vec![ActionDescriptor {
+            name: "run".into(),
+            description: "Returns its input.".into(),
+            config: json!({}),
+            input: PayloadDescriptor::of_kind("any"),
+            output: PayloadDescriptor::of_kind("any"),
+            permissions: vec![],
+        }])
     }
 
     async fn execute(&self, call: Call) -> Result<Payload> {
@@ -83,7 +88,10 @@ fn workflow(c: &mut Criterion) {
         })
     });
     group.bench_function("engine, in memory", |b| {
-        b.iter(|| rt.block_on(engine.run(&file, "w", RunOptions::default())).unwrap())
+        b.iter(|| {
+            rt.block_on(engine.run(&file, "w", RunOptions::default()))
+                .unwrap()
+        })
     });
     group.finish();
 }
