@@ -219,7 +219,7 @@ pub fn human_path(pointer: &str) -> String {
 }
 
 /// One JSON pointer token for a key: `~` becomes `~0`, `/` becomes `~1`.
-pub fn escape_token(key: &str) -> String {
+pub(crate) fn escape_token(key: &str) -> String {
     if key.contains(['~', '/']) {
         key.replace('~', "~0").replace('/', "~1")
     } else {
