@@ -121,7 +121,21 @@ impl Builder {
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(at, 1, false)?;
                 match self.slot() {
-                    Slot::Key(parent) => self.key(at, &parent, &text, style, tag.as_ref())?,
+                    Slot::Key(parent) => {
+                        self.key(at, &parent, &text, style, tag.as_ref())?;
+                        if anchor != 0 {
+                            // An anchored key may be aliased as a value elsewhere.
+                            let value = Value::String(text.to_string());
+                            self.anchors.insert(
+                                anchor,
+                                Anchored {
+                                    value,
+                                    nodes: 1,
+                                    height: 0,
+                                },
+                            );
+                        }
+                    }
                     Slot::Value(pointer) => {
                         let value = scalar(&text, style, tag.as_ref()).or_else(|m| fail(at, m))?;
                         self.record_value(&pointer, at);
@@ -453,6 +467,7 @@ mod tests {
             json_of("a: &x [1, 2]\nb: *x\n"),
             json!({"a": [1, 2], "b": [1, 2]})
         );
+        assert_eq!(json_of("&k a: 1\nb: *k\n"), json!({"a": 1, "b": "a"}));
         let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let p = i - 1;

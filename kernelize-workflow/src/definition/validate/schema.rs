@@ -8,6 +8,16 @@ use serde_json::Value;
 
 use super::Checker;
 use super::references::holds_reference;
+use crate::definition::diagnostics::escape_token;
+
+/// One way an instance fails its schema.
+struct Problem {
+    /// The JSON pointer below the instance of the node it is about.
+    pointer: String,
+    message: String,
+    /// Whether to show it at the node's key rather than its value.
+    at_key: bool,
+}
 
 /// Compiled schemas, by a key naming whose schema it is.
 #[derive(Default)]
@@ -16,8 +26,7 @@ pub(super) struct SchemaCache {
 }
 
 impl SchemaCache {
-    /// Every way `instance` fails `schema`, as (JSON pointer below the instance, message);
-    /// an error when the schema itself is invalid. With `masked`, messages do not repeat
+    /// Every way `instance` fails `schema`; an error when the schema itself is invalid. With `masked`, messages do not repeat
     /// the values (plugin settings may hold credentials written in clear).
     fn problems(
         &mut self,
@@ -25,7 +34,7 @@ impl SchemaCache {
         schema: &Value,
         instance: &Value,
         masked: bool,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<Problem>, String> {
         let validator = self
             .validators
             .entry(key.to_string())
@@ -40,7 +49,21 @@ impl SchemaCache {
                 } else {
                     e.to_string()
                 };
-                (e.instance_path().as_str().to_string(), message)
+                let mut pointer = e.instance_path().as_str().to_string();
+                let mut at_key = false;
+                // An unexpected property is best shown where its key is written.
+                if let ValidationErrorKind::AdditionalProperties { unexpected }
+                | ValidationErrorKind::UnevaluatedProperties { unexpected } = e.kind()
+                    && let Some(first) = unexpected.first()
+                {
+                    pointer = format!("{pointer}/{}", escape_token(first));
+                    at_key = true;
+                }
+                Problem {
+                    pointer,
+                    message,
+                    at_key,
+                }
             })
             .collect())
     }
@@ -93,8 +116,14 @@ impl Checker<'_> {
         match self.schemas.problems(key, schema, instance, masked) {
             Err(e) => self.error(pointer, format!("the schema of the {what} is invalid: {e}")),
             Ok(problems) => {
-                for (below, message) in problems {
-                    self.error(&format!("{pointer}{below}"), format!("{what}: {message}"));
+                for problem in problems {
+                    let at = format!("{pointer}{}", problem.pointer);
+                    let message = format!("{what}: {}", problem.message);
+                    if problem.at_key {
+                        self.key_error(&at, message);
+                    } else {
+                        self.error(&at, message);
+                    }
                 }
             }
         }
