@@ -182,6 +182,31 @@ async fn per_call_overrides_change_auth_and_timeouts_for_that_call_only() {
 }
 
 #[tokio::test]
+async fn the_calls_idempotency_key_is_sent_and_makes_a_post_retryable() {
+    let server = ScriptedServer::start(vec![Step::status(503), Step::status(201)]).await;
+    let m = manager(
+        json!({"base_url": server.url(), "retry": {"max_attempts": 2, "base_delay": "10ms"}}),
+        "*",
+    )
+    .await;
+    let call = Call::new("request", Payload::Empty)
+        .with_config(json!({"method": "POST", "url": "orders", "body": {"id": 1}}))
+        .with_idempotency_key("run-1/create/1");
+    let answer = m.call(plugin::ID, call).await.unwrap().into_json().unwrap();
+    assert_eq!(answer["status"], 201);
+    let seen = server.arrivals();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the POST was retried because it carried a key"
+    );
+    assert!(
+        seen.iter()
+            .all(|a| a.headers["idempotency-key"] == "run-1/create/1")
+    );
+}
+
+#[tokio::test]
 async fn paginate_collects_the_items_of_every_page() {
     let server = ScriptedServer::start(vec![
         Step::json(200, json!({"data": [1, 2], "next": "p2"})),

@@ -352,6 +352,11 @@ pub struct Call {
     pub cancel: CancellationToken,
     /// The permissions the host granted the plugin; actions check them before acting.
     pub permissions: PermissionGuard,
+    /// A key naming this unit of work, the same each time the caller repeats it (a
+    /// workflow gives one per step attempt, kept across a resumed run). Plugins that call
+    /// remote systems pass it on (the `http` plugin as the `Idempotency-Key` header) so
+    /// that a repeated call takes effect once.
+    pub idempotency_key: Option<String>,
 }
 
 impl Call {
@@ -364,7 +369,14 @@ impl Call {
             deadline: None,
             cancel: CancellationToken::new(),
             permissions: PermissionGuard::none(),
+            idempotency_key: None,
         }
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Sets the per-call configuration.
@@ -599,6 +611,8 @@ pub struct ActionContext {
     pub cancel: CancellationToken,
     /// The permissions granted to the plugin.
     pub permissions: PermissionGuard,
+    /// The call's idempotency key, if the caller gave one.
+    pub idempotency_key: Option<String>,
 }
 
 impl ActionContext {
@@ -636,6 +650,7 @@ where
             deadline: call.deadline,
             cancel: call.cancel,
             permissions: call.permissions,
+            idempotency_key: call.idempotency_key,
         };
         let output = Handler::<A>::handle(plugin, ctx, config, input).await?;
         output.into_payload()

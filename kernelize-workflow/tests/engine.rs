@@ -60,6 +60,7 @@ impl Plugin for Probe {
         match call.action.as_str() {
             "echo" => Ok(Payload::Json(json!({
                 "config": call.config,
+                "key": call.idempotency_key,
                 "input": call.input.into_json()?,
             }))),
             "flaky" => {
@@ -133,6 +134,11 @@ async fn a_sequence_passes_outputs_on_and_resolves_references() {
     assert_eq!(
         second["input"]["config"]["greet"], "hi Ada",
         "a step's input is the output of the step before it"
+    );
+    assert_eq!(
+        second["key"],
+        format!("{}/second/1", report.id),
+        "each step attempt carries RUN/STEP/ATTEMPT as its idempotency key"
     );
     let mut options = RunOptions::default();
     options.params.insert("who".into(), json!("Grace"));

@@ -11,6 +11,10 @@
 //! - Action `paginate`: the same plus `pagination`, `items_path` and `max_pages`; returns
 //!   `{"items", "pages", "complete"}`.
 //!
+//! A call's idempotency key (a workflow gives one per step attempt) is sent as the
+//! `Idempotency-Key` header unless the config sets its own, which makes a workflow's POST
+//! safe to retry.
+//!
 //! A call's config may also override `retry`, `timeout`, `rate_limit`, `circuit_breaker`
 //! and `auth`: the plugin then uses a client stacked with those settings, kept and shared by
 //! every call that asks for the same ones (so a per-call rate limit is still one budget). A
@@ -876,7 +880,10 @@ impl Handler<RequestAction> for HttpPlugin {
         config: RequestSpec,
         input: Payload,
     ) -> Result<HttpAnswer> {
-        let (spec, body) = request_spec(&config, input)?;
+        let (mut spec, body) = request_spec(&config, input)?;
+        if spec.idempotency_key.is_none() {
+            spec.idempotency_key = ctx.idempotency_key.clone();
+        }
         let client = self.client_for(&spec)?;
         let request = self.request_from(&client, &spec, body)?;
         check_host(&ctx, &request)?;

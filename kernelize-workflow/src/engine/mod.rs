@@ -444,6 +444,7 @@ impl<'a> Run<'a> {
                                     self.cancel.clone(),
                                     self.deadline,
                                     self.def.steps[i].name.clone(),
+                                    run_id.clone(),
                                 ));
                             }
                             Ok(None) => self.states[i].status = StepStatus::Skipped,
@@ -505,6 +506,7 @@ impl<'a> Run<'a> {
                             CancellationToken::new(),
                             None,
                             self.def.steps[h].name.clone(),
+                            run_id.clone(),
                         ));
                     }
                     Ok(None) => self.states[h].status = StepStatus::Skipped,
@@ -657,7 +659,8 @@ impl<'a> Run<'a> {
 }
 
 /// Calls a step's action until it succeeds, its attempts run out, or an error is not
-/// worth retrying (permanent, or of a kind the step lists as non-retryable).
+/// worth retrying (permanent, or of a kind the step lists as non-retryable). Each attempt
+/// carries the idempotency key `RUN/STEP/ATTEMPT`.
 #[allow(clippy::too_many_arguments)]
 async fn attempt_chain(
     manager: PluginManager,
@@ -669,6 +672,7 @@ async fn attempt_chain(
     cancel: CancellationToken,
     deadline: Option<Instant>,
     name: String,
+    run_id: String,
 ) -> Finished {
     let retry = retry.unwrap_or(RetrySpec {
         max_attempts: 1,
@@ -680,7 +684,8 @@ async fn attempt_chain(
         attempt += 1;
         let mut this = Call::new(&call.action, call.input.clone())
             .with_config(call.config.clone())
-            .with_cancel(cancel.child_token());
+            .with_cancel(cancel.child_token())
+            .with_idempotency_key(format!("{run_id}/{name}/{attempt}"));
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if let Some(t) = [timeout, left].into_iter().flatten().min() {
             this = this.with_timeout(t);
