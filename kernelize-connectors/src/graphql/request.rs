@@ -68,7 +68,7 @@ impl GraphQLRequest {
                     ErrorKind::InvalidInput,
                     format!(
                         "GraphQL variables must be a JSON object, not {}",
-                        json_type(&other)
+                        kernelize_core::payload::json_type_name(&other)
                     ),
                 ));
             }
@@ -181,17 +181,6 @@ impl Labels {
     /// The kind as a label value.
     pub(crate) fn kind_label(&self) -> &'static str {
         self.kind.map_or("unknown", OperationType::as_str)
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -507,20 +507,9 @@ fn items_of(body: Option<&Value>, path: Option<&str>, describe: &str) -> Result<
             format!(
                 "{describe}: the items{} are not an array but {}",
                 path.map(|p| format!(" at `{p}`")).unwrap_or_default(),
-                kind_of(other)
+                kernelize_core::payload::json_type_name(other)
             ),
         )),
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

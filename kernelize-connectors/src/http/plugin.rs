@@ -658,13 +658,7 @@ fn add_auth(
             scopes,
             scopes_in_form,
         } => {
-            let mut signer = JwtSigner::rs256_pem(&private_key)?;
-            if let Some(kid) = key_id {
-                signer = signer.with_key_id(&kid);
-            }
-            let mut claims = JwtClaims::new(&issuer);
-            claims.subject = subject;
-            claims.audience = audience;
+            let (signer, claims) = jwt_parts(&private_key, key_id, &issuer, subject, audience)?;
             builder.layer(OAuth2JwtBearer::new(
                 JwtBearer {
                     token_url: parse_url(&token_url)?,
@@ -688,16 +682,28 @@ fn add_auth(
             subject,
             audience,
         } => {
-            let mut signer = JwtSigner::rs256_pem(&private_key)?;
-            if let Some(kid) = key_id {
-                signer = signer.with_key_id(&kid);
-            }
-            let mut claims = JwtClaims::new(&issuer);
-            claims.subject = subject;
-            claims.audience = audience;
+            let (signer, claims) = jwt_parts(&private_key, key_id, &issuer, subject, audience)?;
             builder.layer(JwtAuth::new(signer, claims, Duration::from_secs(60)))
         }
     })
+}
+
+/// The signer and claims of the two JWT auth types.
+fn jwt_parts(
+    private_key: &SecretString,
+    key_id: Option<String>,
+    issuer: &str,
+    subject: Option<String>,
+    audience: Option<String>,
+) -> Result<(JwtSigner, JwtClaims)> {
+    let mut signer = JwtSigner::rs256_pem(private_key)?;
+    if let Some(kid) = key_id {
+        signer = signer.with_key_id(&kid);
+    }
+    let mut claims = JwtClaims::new(issuer);
+    claims.subject = subject;
+    claims.audience = audience;
+    Ok((signer, claims))
 }
 
 /// A map key for a set of layer settings, credentials included (serialized in full).

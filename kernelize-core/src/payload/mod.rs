@@ -196,8 +196,8 @@ impl From<Blob> for Payload {
     }
 }
 
-/// The JSON type name of a value, for error messages.
-pub(crate) fn json_type_name(v: &Value) -> &'static str {
+/// The JSON type name of a value, for error messages (`a string`, `an object`).
+pub fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -430,30 +430,16 @@ impl<'a> Run<'a> {
                     match self.readiness(i) {
                         None => {}
                         Some(false) => self.states[i].status = StepStatus::Skipped,
-                        Some(true) => match self.prepare_call(i) {
-                            Ok(Some((plugin, call))) => {
-                                self.states[i].status = StepStatus::Running;
-                                self.states[i].started = Some(Instant::now());
-                                running.push(attempt_chain(
-                                    self.engine.manager.clone(),
-                                    i,
-                                    plugin,
-                                    call,
-                                    self.def.steps[i].retry.clone(),
-                                    self.def.steps[i].timeout,
-                                    self.cancel.clone(),
-                                    self.deadline,
-                                    self.def.steps[i].name.clone(),
-                                    run_id.clone(),
-                                ));
+                        Some(true) => {
+                            let (cancel, deadline) = (self.cancel.clone(), self.deadline);
+                            match self.start(i, cancel, deadline, &run_id) {
+                                Some(chain) => running.push(chain),
+                                None if self.states[i].status == StepStatus::Failed => {
+                                    failed_run |= self.on_failure(i, &mut handler);
+                                }
+                                None => {}
                             }
-                            Ok(None) => self.states[i].status = StepStatus::Skipped,
-                            Err(e) => {
-                                self.states[i].status = StepStatus::Failed;
-                                self.states[i].error = Some(e.to_string());
-                                failed_run |= self.on_failure(i, &mut handler);
-                            }
-                        },
+                        }
                     }
                 }
             }
@@ -492,28 +478,9 @@ impl<'a> Run<'a> {
                 && let Some(h) = handler
                 && self.states[h].status == StepStatus::Pending
             {
-                match self.prepare_call(h) {
-                    Ok(Some((plugin, call))) => {
-                        self.states[h].status = StepStatus::Running;
-                        self.states[h].started = Some(Instant::now());
-                        running.push(attempt_chain(
-                            self.engine.manager.clone(),
-                            h,
-                            plugin,
-                            call,
-                            self.def.steps[h].retry.clone(),
-                            self.def.steps[h].timeout,
-                            CancellationToken::new(),
-                            None,
-                            self.def.steps[h].name.clone(),
-                            run_id.clone(),
-                        ));
-                    }
-                    Ok(None) => self.states[h].status = StepStatus::Skipped,
-                    Err(e) => {
-                        self.states[h].status = StepStatus::Failed;
-                        self.states[h].error = Some(e.to_string());
-                    }
+                // The handler runs even when the run was cancelled or is out of time.
+                if let Some(chain) = self.start(h, CancellationToken::new(), None, &run_id) {
+                    running.push(chain);
                 }
             }
         }
@@ -566,6 +533,45 @@ impl<'a> Run<'a> {
             steps,
             outputs: self.outputs,
         })
+    }
+
+    /// Starts step `i`: its attempt chain, or `None` when its condition skipped it or its
+    /// call could not be built (the step is then marked failed, with the error).
+    fn start(
+        &mut self,
+        i: usize,
+        cancel: CancellationToken,
+        deadline: Option<Instant>,
+        run_id: &str,
+    ) -> Option<impl std::future::Future<Output = Finished> + use<>> {
+        match self.prepare_call(i) {
+            Ok(Some((plugin, call))) => {
+                self.states[i].status = StepStatus::Running;
+                self.states[i].started = Some(Instant::now());
+                let step = &self.def.steps[i];
+                Some(attempt_chain(
+                    self.engine.manager.clone(),
+                    i,
+                    plugin,
+                    call,
+                    step.retry.clone(),
+                    step.timeout,
+                    cancel,
+                    deadline,
+                    step.name.clone(),
+                    run_id.to_string(),
+                ))
+            }
+            Ok(None) => {
+                self.states[i].status = StepStatus::Skipped;
+                None
+            }
+            Err(e) => {
+                self.states[i].status = StepStatus::Failed;
+                self.states[i].error = Some(e.to_string());
+                None
+            }
+        }
     }
 
     /// A step that is some step's `on_failure` handler runs only when that failure happens.
