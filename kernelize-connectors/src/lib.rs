@@ -3,9 +3,16 @@
 
 pub mod graphql;
 pub mod http;
+#[cfg(feature = "_sql")]
+pub mod sql;
 pub mod ws;
 
-/// Factories of this crate's registry plugins: `http`.
+/// Factories of this crate's registry plugins: `http`, and `sqlite-connector` with the
+/// `sqlite` feature.
 pub fn factories() -> Vec<kernelize_core::PluginFactory> {
-    vec![http::plugin::factory()]
+    #[allow(unused_mut)]
+    let mut all = vec![http::plugin::factory()];
+    #[cfg(feature = "sqlite")]
+    all.push(sql::sqlite::factory());
+    all
 }

@@ -293,6 +293,35 @@ impl PluginManager {
         result
     }
 
+    /// Installs `name` as a named instance of the installed plugin `plugin` (its latest
+    /// version), so that it can be configured and activated apart from the plugin itself.
+    /// Installing the same instance again does nothing; a name taken by another plugin is an
+    /// error.
+    pub fn install_instance(&self, name: &str, plugin: &str) -> Result<()> {
+        if name == plugin {
+            return Ok(());
+        }
+        let factory = {
+            let registry = self.registry_read();
+            if let Some(existing) = registry.latest(name) {
+                return match existing.instance_of() {
+                    Some(of) if of == plugin => Ok(()),
+                    _ => Err(Error::new(
+                        ErrorKind::ConfigInvalid,
+                        format!(
+                            "instance name `{name}` is taken: a plugin of that id is installed"
+                        ),
+                    )),
+                };
+            }
+            registry
+                .latest(plugin)
+                .ok_or_else(|| self.not_installed(plugin))?
+                .instance(name)
+        };
+        self.install(factory)
+    }
+
     /// Installs several plugins, stopping at the first error.
     pub fn install_all(&self, factories: impl IntoIterator<Item = PluginFactory>) -> Result<()> {
         factories.into_iter().try_for_each(|f| self.install(f))

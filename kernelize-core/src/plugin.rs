@@ -357,6 +357,11 @@ pub struct Call {
     /// remote systems pass it on (the `http` plugin as the `Idempotency-Key` header) so
     /// that a repeated call takes effect once.
     pub idempotency_key: Option<String>,
+    /// Named values the caller offers for placeholders (`:name` in a SQL query): a workflow
+    /// run gives `last_sync` (the start of the workflow's last successful run, RFC 3339),
+    /// `run_id`, `workflow`, and its parameters. A plugin binds them as values, never
+    /// splices them into text; its own per-call values win over these.
+    pub vars: BTreeMap<String, Value>,
 }
 
 impl Call {
@@ -370,7 +375,14 @@ impl Call {
             cancel: CancellationToken::new(),
             permissions: PermissionGuard::none(),
             idempotency_key: None,
+            vars: BTreeMap::new(),
         }
+    }
+
+    /// Offers a named value for placeholders (see [`Call::vars`]).
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
     }
 
     /// Sets the idempotency key.
@@ -613,6 +625,8 @@ pub struct ActionContext {
     pub permissions: PermissionGuard,
     /// The call's idempotency key, if the caller gave one.
     pub idempotency_key: Option<String>,
+    /// Named values for placeholders ([`Call::vars`]).
+    pub vars: BTreeMap<String, Value>,
 }
 
 impl ActionContext {
@@ -651,6 +665,7 @@ where
             cancel: call.cancel,
             permissions: call.permissions,
             idempotency_key: call.idempotency_key,
+            vars: call.vars,
         };
         let output = Handler::<A>::handle(plugin, ctx, config, input).await?;
         output.into_payload()

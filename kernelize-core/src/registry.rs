@@ -24,6 +24,7 @@ use crate::plugin::{Dependency, Plugin, PluginMetadata};
 pub struct PluginFactory {
     metadata: Arc<PluginMetadata>,
     make: Arc<dyn Fn() -> Box<dyn Plugin> + Send + Sync>,
+    instance_of: Option<String>,
 }
 
 impl fmt::Debug for PluginFactory {
@@ -43,7 +44,26 @@ impl PluginFactory {
         PluginFactory {
             metadata: Arc::new(metadata),
             make: Arc::new(make),
+            instance_of: None,
         }
+    }
+
+    /// A factory of the same plugin under the id `name`: a named instance, configured and
+    /// activated on its own, for a host that runs one plugin several times (two databases
+    /// through one connector).
+    pub fn instance(&self, name: impl Into<String>) -> Self {
+        let mut metadata = (*self.metadata).clone();
+        metadata.id = name.into();
+        PluginFactory {
+            metadata: Arc::new(metadata),
+            make: self.make.clone(),
+            instance_of: Some(self.metadata.id.clone()),
+        }
+    }
+
+    /// The plugin id this factory is a named instance of ([`PluginFactory::instance`]).
+    pub fn instance_of(&self) -> Option<&str> {
+        self.instance_of.as_deref()
     }
 
     /// The metadata of the plugins this factory makes.

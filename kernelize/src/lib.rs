@@ -21,8 +21,9 @@ pub use kernelize_core as core;
 ))]
 pub use kernelize_compress as compress;
 
-/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`).
-#[cfg(feature = "http")]
+/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`), and SQL
+/// databases (feature `sqlite`).
+#[cfg(any(feature = "http", feature = "sqlite"))]
 pub use kernelize_connectors as connectors;
 
 /// The workflow engine (feature `workflow`).
@@ -33,8 +34,8 @@ pub use kernelize_workflow as workflow;
 ///
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
 /// plugin per enabled codec (`none` and the codecs the features name, `image-*` for the image
-/// codecs), then `http` with the `http` feature; further connectors join them as their
-/// features are enabled.
+/// codecs), then `http` with the `http` feature and `sqlite-connector` with the `sqlite`
+/// feature; further connectors join them as their features are enabled.
 pub fn builtin_factories() -> Vec<PluginFactory> {
     #[allow(unused_mut)]
     let mut all = kernelize_core::builtins::factories();
@@ -51,7 +52,9 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
     ))]
     all.extend(kernelize_compress::factories());
     #[cfg(feature = "http")]
-    all.extend(kernelize_connectors::factories());
+    all.push(kernelize_connectors::http::plugin::factory());
+    #[cfg(feature = "sqlite")]
+    all.push(kernelize_connectors::sql::sqlite::factory());
     all
 }
 

@@ -6,9 +6,14 @@
 //! live in [`Records`]; Parquet with the `parquet` feature.
 //!
 //! Arrow is pulled in as its parts (`arrow-array`, `arrow-schema`, `arrow-cast`, `arrow-csv`,
-//! `arrow-json`, `arrow-select`) rather than the `arrow` umbrella crate, which would also
-//! build the IPC, string and arithmetic kernels we do not use.
+//! `arrow-json`, `arrow-select`, and `arrow-ipc` for storing records) rather than the `arrow`
+//! umbrella crate, which would also build the string and arithmetic kernels we do not use.
+//!
+//! [`Payload::encode`] and [`Payload::decode`] turn any payload into bytes and back without
+//! loss (records as an Arrow IPC stream), for stores that keep outputs: the workflow
+//! engine's run history, queues, caches.
 
+mod codec;
 mod records;
 
 pub use records::{CsvOptions, Records};

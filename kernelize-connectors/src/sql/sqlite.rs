@@ -1,0 +1,699 @@
+//! `sqlite-connector`: a SQLite database file as a source and a target of records.
+//!
+//! ## Settings ([`SqliteSettings`])
+//!
+//! | setting             | default  | meaning |
+//! |---------------------|----------|---------|
+//! | `path`              | —        | the database file, relative to the current directory; `:memory:` for a database that lives as long as the plugin |
+//! | `create_if_missing` | `false`  | create the file (and its missing parent directories); otherwise a missing file is a `not found` error at activation |
+//! | `read_only`         | `false`  | open read-only: writes fail, `load` is refused, and only a file-read grant is needed |
+//! | `busy_timeout`      | `"5s"`   | how long a statement waits for another connection's lock before failing (temporary error) |
+//! | `max_connections`   | `4`      | connections in the pool (always 1 for `:memory:`, whose data lives in its one connection) |
+//! | `max_rows`          | `1000000`| the most rows `query` and `extract` hold; a call's own `max_rows` may only lower it |
+//!
+//! Unknown settings are refused. `path` must be a file path: SQLite's `file:` URIs, which
+//! could reopen the file with other modes than the settings say, are refused.
+//!
+//! ## Permissions
+//!
+//! The host must grant `file_read` of the file (or a directory above it), and `file_write`
+//! unless `read_only`. Both are checked at activation and again at every call; a missing
+//! grant is a `permission denied` error naming it. `:memory:` needs none. SQLite's journal
+//! files beside the database (`-journal`, `-wal`) come with the grant of the file.
+//!
+//! ## Actions
+//!
+//! The shared SQL actions ([`super::actions`]): `query`, `extract`, `load`, with the
+//! behaviour described there and in the [`super`] module. SQLite specifics:
+//!
+//! - placeholders become numbered `?N` slots (a load's `INSERT`s use anonymous `?`, which
+//!   SQLite binds in constant time where `?N` costs a scan of all names); SQLite's own markers (`?`, `@x`, `$x`) are
+//!   refused; quoted identifiers may be `"x"`, `` `x` `` or `[x]`;
+//! - timestamps are stored as RFC 3339 UTC text (`2026-11-27T03:25:00Z`), dates as
+//!   `YYYY-MM-DD`, booleans in `BOOLEAN` columns as 0/1 (read back as booleans);
+//! - compare RFC 3339 text as instants, not as text (`'...:00Z'` sorts after
+//!   `'...:00.5Z'`): `WHERE julianday(updated_at) > julianday(:last_sync)`;
+//! - a load runs in `BEGIN IMMEDIATE`, so it takes the write lock up front (waiting up to
+//!   `busy_timeout`) instead of failing half-way;
+//! - a statement runs to its next row even after the call is cancelled; the connection is
+//!   then reset before it serves another call.
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use kernelize_core::plugin::{
+    ActionContext, ActionRouter, Call, Category, Handler, HealthReport, InitContext, Plugin,
+    PluginMetadata,
+};
+use kernelize_core::{
+    Error, ErrorKind, Payload, Permission, PermissionGuard, PluginFactory, Records, Result,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Sqlite, Statement, Transaction,
+    TypeInfo, ValueRef,
+};
+
+use super::actions::{
+    self, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query, QueryConfig,
+};
+use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome};
+use super::bind::BoundQuery;
+use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
+use super::error::database_error;
+use super::load::TableName;
+use super::result_set::{ColumnInfo, DeclaredType, ResultSet};
+use super::value::{SqlValue, rfc3339};
+
+/// The plugin's id.
+pub const ID: &str = "sqlite-connector";
+
+/// The path that names an in-memory database.
+pub const MEMORY: &str = ":memory:";
+
+/// SQLite's bound-value limit (`SQLITE_MAX_VARIABLE_NUMBER`, 32766 since SQLite 3.32; the
+/// bundled SQLite is newer).
+pub const MAX_BIND_VALUES: usize = 32766;
+
+/// How often, in rows, a running query checks whether its call was cancelled.
+const ALIVE_CHECK_ROWS: usize = 1024;
+
+/// SQLite's dialect.
+pub const DIALECT: Dialect = Dialect {
+    name: "SQLite",
+    lexical: LexicalRules {
+        backtick_identifiers: true,
+        bracket_identifiers: true,
+        backslash_escapes: false,
+        dollar_quoted_strings: false,
+        nested_block_comments: false,
+        hash_comments: false,
+        foreign_markers: &['?', '@', '$'],
+    },
+    placeholder: PlaceholderStyle::Numbered('?'),
+    bulk_placeholder: PlaceholderStyle::Positional,
+    identifier_quote: '"',
+    max_identifier_len: 255,
+    case_insensitive_identifiers: true,
+    max_bind_values: MAX_BIND_VALUES,
+    column_type,
+    classify_error,
+};
+
+fn column_type(stored: StoredAs) -> &'static str {
+    match stored {
+        StoredAs::Boolean => "BOOLEAN",
+        StoredAs::Integer => "INTEGER",
+        StoredAs::Real => "REAL",
+        StoredAs::Blob => "BLOB",
+        StoredAs::Text | StoredAs::Timestamp | StoredAs::Date => "TEXT",
+    }
+}
+
+/// Reads SQLite's extended result codes (the primary code is the low byte).
+fn classify_error(code: &str) -> Option<ErrorClass> {
+    let primary = code.parse::<i32>().ok()? & 0xff;
+    let class = |kind, temporary, hint| {
+        Some(ErrorClass {
+            kind,
+            temporary,
+            hint,
+        })
+    };
+    match primary {
+        // SQLITE_BUSY, SQLITE_LOCKED
+        5 | 6 => class(
+            ErrorKind::Timeout,
+            true,
+            Some("another connection held the lock for longer than `busy_timeout`"),
+        ),
+        // SQLITE_READONLY
+        8 => class(
+            ErrorKind::InvalidInput,
+            false,
+            Some(
+                "the database is read-only: opened with `read_only: true`, or its file is not writable",
+            ),
+        ),
+        // SQLITE_INTERRUPT
+        9 => class(ErrorKind::Cancelled, false, None),
+        // SQLITE_IOERR
+        10 => class(ErrorKind::Unexpected, true, None),
+        // SQLITE_CORRUPT, SQLITE_NOTADB
+        11 | 26 => class(
+            ErrorKind::CorruptData,
+            false,
+            Some("the file is not a healthy SQLite database"),
+        ),
+        // SQLITE_FULL
+        13 => class(ErrorKind::Unexpected, false, Some("the disk is full")),
+        // SQLITE_CANTOPEN
+        14 => class(
+            ErrorKind::NotFound,
+            false,
+            Some("check that the file's directory exists and can be written"),
+        ),
+        // SQLITE_PERM, SQLITE_AUTH
+        3 | 23 => class(ErrorKind::PermissionDenied, false, None),
+        // SQLITE_NOMEM
+        7 => class(ErrorKind::Unexpected, true, None),
+        _ => None,
+    }
+}
+
+fn default_busy_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_max_connections() -> u32 {
+    4
+}
+
+fn default_max_rows() -> usize {
+    1_000_000
+}
+
+/// Settings of the `sqlite-connector` plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSettings {
+    /// The database file, relative to the current directory, or `:memory:`.
+    pub path: String,
+    /// Create the file (and its missing parent directories) when it does not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+    /// Open the database read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// How long to wait for another connection's lock (`"5s"`, `"250ms"`).
+    #[serde(
+        default = "default_busy_timeout",
+        with = "kernelize_core::config::duration"
+    )]
+    #[schemars(with = "String")]
+    pub busy_timeout: Duration,
+    /// Connections in the pool (1 for `:memory:` whatever is set).
+    #[serde(default = "default_max_connections")]
+    #[schemars(range(min = 1))]
+    pub max_connections: u32,
+    /// The most rows `query` and `extract` may hold in memory.
+    #[serde(default = "default_max_rows")]
+    #[schemars(range(min = 1))]
+    pub max_rows: usize,
+}
+
+impl SqliteSettings {
+    /// Settings for `path` with every default.
+    pub fn new(path: impl Into<String>) -> Self {
+        SqliteSettings {
+            path: path.into(),
+            create_if_missing: false,
+            read_only: false,
+            busy_timeout: default_busy_timeout(),
+            max_connections: default_max_connections(),
+            max_rows: default_max_rows(),
+        }
+    }
+
+    /// Whether the database is in memory.
+    pub fn is_memory(&self) -> bool {
+        self.path == MEMORY
+    }
+
+    /// The file permissions these settings need: none for `:memory:`, `file_read` of the
+    /// file, and `file_write` unless `read_only`.
+    pub fn permissions(&self) -> Vec<Permission> {
+        if self.is_memory() {
+            return Vec::new();
+        }
+        let path = PathBuf::from(&self.path);
+        let mut needed = vec![Permission::FileRead { path: path.clone() }];
+        if !self.read_only {
+            needed.push(Permission::FileWrite { path });
+        }
+        needed
+    }
+
+    fn check(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::new(ErrorKind::ConfigInvalid, message));
+        if self.path.trim().is_empty() {
+            return invalid("`path` is empty; name the database file, or `:memory:`".into());
+        }
+        if self
+            .path
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("file:"))
+        {
+            return invalid(format!(
+                "`path` {:?} is a SQLite URI; give a file path (modes come from `read_only` and `create_if_missing`)",
+                self.path
+            ));
+        }
+        if self.read_only && self.create_if_missing {
+            return invalid(
+                "`create_if_missing` needs a writable database, but `read_only` is true".into(),
+            );
+        }
+        if self.max_connections == 0 {
+            return invalid("`max_connections` must be at least 1".into());
+        }
+        if self.max_rows == 0 {
+            return invalid("`max_rows` must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Checks every permission the settings need ([`SqliteSettings::permissions`]) against
+    /// `guard`, resolving the path as the file system will open it.
+    fn check_permissions(&self, guard: &PermissionGuard) -> Result<()> {
+        for needed in self.permissions() {
+            let checked = match &needed {
+                Permission::FileRead { path } => guard.check_read(path),
+                Permission::FileWrite { path } => guard.check_write(path),
+                other => guard.check(other),
+            };
+            checked.map_err(|e| {
+                let message = format!(
+                    "{}; grant file_read of the database file{}",
+                    e.message(),
+                    if self.read_only {
+                        ""
+                    } else {
+                        " and file_write (or set `read_only: true`)"
+                    }
+                );
+                Error::new(ErrorKind::PermissionDenied, message)
+                    .with_context("path", &self.path)
+                    .set_permanent()
+            })?;
+        }
+        Ok(())
+    }
+}
+
+static ROUTER: LazyLock<ActionRouter<SqliteConnector>> = LazyLock::new(|| {
+    ActionRouter::new()
+        .action::<Query>()
+        .action::<Extract>()
+        .action::<Load>()
+});
+
+/// The `sqlite-connector` plugin's factory, for a registry or a manager.
+pub fn factory() -> PluginFactory {
+    PluginFactory::new(|| Box::new(SqliteConnector::new()))
+}
+
+/// The `sqlite-connector` plugin. Made by [`factory`] and opened by the manager's
+/// `initialize`, or opened directly with [`SqliteConnector::open`].
+#[derive(Debug, Default)]
+pub struct SqliteConnector {
+    open: Option<OpenDatabase>,
+}
+
+#[derive(Debug)]
+struct OpenDatabase {
+    settings: SqliteSettings,
+    backend: SqliteBackend,
+}
+
+impl SqliteConnector {
+    /// A connector not yet opened.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the database of `settings`, checking them against `permissions` (the grants
+    /// each call is checked against too).
+    pub async fn open(settings: SqliteSettings, permissions: &PermissionGuard) -> Result<Self> {
+        settings.check()?;
+        settings.check_permissions(permissions)?;
+        let backend = SqliteBackend::connect(&settings).await?;
+        Ok(SqliteConnector {
+            open: Some(OpenDatabase { settings, backend }),
+        })
+    }
+
+    /// The open database, after checking the call's grants.
+    fn database(&self, ctx: &ActionContext) -> Result<&OpenDatabase> {
+        let open = self.open.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidState,
+                "the sqlite-connector is not initialized",
+            )
+        })?;
+        open.settings.check_permissions(&ctx.permissions)?;
+        Ok(open)
+    }
+}
+
+#[async_trait]
+impl Plugin for SqliteConnector {
+    fn metadata(&self) -> PluginMetadata {
+        PluginMetadata::new(
+            ID,
+            "SQLite",
+            semver::Version::new(0, 1, 0),
+            Category::Connector,
+        )
+        .description(
+            "Reads (query, incremental extract) and writes (load: append, upsert, replace) a SQLite database file as records.",
+        )
+        .author("Kernelize")
+        .needs(Permission::FileRead { path: "/".into() })
+        .needs(Permission::FileWrite { path: "/".into() })
+        .config_type::<SqliteSettings>()
+        .actions(ROUTER.descriptors())
+    }
+
+    async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
+        let settings: SqliteSettings = ctx.config.parse()?;
+        *self = SqliteConnector::open(settings, &ctx.permissions).await?;
+        Ok(())
+    }
+
+    async fn execute(&self, call: Call) -> Result<Payload> {
+        ROUTER.dispatch(self, call).await
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        if let Some(open) = &self.open {
+            open.backend.pool.close().await;
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> HealthReport {
+        match &self.open {
+            None => HealthReport::unhealthy("not initialized"),
+            Some(open) if open.backend.pool.is_closed() => {
+                HealthReport::unhealthy("the connection pool is closed")
+            }
+            Some(_) => HealthReport::healthy(),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler<Query> for SqliteConnector {
+    async fn handle(
+        &self,
+        ctx: ActionContext,
+        config: QueryConfig,
+        _input: Payload,
+    ) -> Result<Payload> {
+        let db = self.database(&ctx)?;
+        actions::query(&db.backend, &ctx, config, db.settings.max_rows).await
+    }
+}
+
+#[async_trait]
+impl Handler<Extract> for SqliteConnector {
+    async fn handle(
+        &self,
+        ctx: ActionContext,
+        config: ExtractConfig,
+        _input: Payload,
+    ) -> Result<Records> {
+        let db = self.database(&ctx)?;
+        actions::extract(&db.backend, &ctx, config, db.settings.max_rows).await
+    }
+}
+
+#[async_trait]
+impl Handler<Load> for SqliteConnector {
+    async fn handle(
+        &self,
+        ctx: ActionContext,
+        config: LoadConfig,
+        input: Records,
+    ) -> Result<LoadSummary> {
+        let db = self.database(&ctx)?;
+        if db.settings.read_only {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "`load` needs a writable database, but this one is opened with `read_only: true`",
+            )
+            .with_context("path", &db.settings.path));
+        }
+        actions::load(&db.backend, &ctx, config, input).await
+    }
+}
+
+/// A pool of connections to one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    /// Opens the pool of `settings` (checked already): for a file, checks that it exists
+    /// unless it may be created, creating its parent directories when it may.
+    pub async fn connect(settings: &SqliteSettings) -> Result<Self> {
+        let mut options = SqliteConnectOptions::new()
+            .busy_timeout(settings.busy_timeout)
+            .read_only(settings.read_only)
+            .create_if_missing(settings.create_if_missing);
+        let mut pool = SqlitePoolOptions::new().max_connections(settings.max_connections);
+        if settings.is_memory() {
+            // The data lives in the connection: keep exactly one, for the plugin's life.
+            options = options.in_memory(true).filename(MEMORY);
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            // Absolute, so that SQLite never reads it as a `file:` URI.
+            let path = kernelize_core::permissions::absolute(Path::new(&settings.path));
+            prepare_file(&path, settings).await?;
+            options = options.filename(&path);
+        }
+        let doing = format!("open {}", settings.path);
+        let pool = pool.connect_with(options).await.map_err(|e| {
+            database_error(&DIALECT, &doing, e).with_context("path", &settings.path)
+        })?;
+        Ok(SqliteBackend { pool })
+    }
+}
+
+async fn prepare_file(path: &Path, settings: &SqliteSettings) -> Result<()> {
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.is_dir() => Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!(
+                "`path` {} is a directory, not a database file",
+                settings.path
+            ),
+        )
+        .with_context("path", &settings.path)),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !settings.create_if_missing {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "database file {} does not exist; set `create_if_missing: true` to create it",
+                        settings.path
+                    ),
+                )
+                .with_context("path", &settings.path)
+                .set_permanent());
+            }
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                    Error::from(e)
+                        .with_context("path", &settings.path)
+                        .with_context("directory", parent.display())
+                })?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::from(e).with_context("path", &settings.path)),
+    }
+}
+
+fn arguments(values: &[SqlValue]) -> Result<SqliteArguments> {
+    let mut args = SqliteArguments::default();
+    for value in values {
+        let added = match value {
+            SqlValue::Null => args.add(Option::<i64>::None),
+            SqlValue::Bool(b) => args.add(*b),
+            SqlValue::Int(i) => args.add(*i),
+            SqlValue::Float(f) => args.add(*f),
+            SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::Bytes(b) => args.add(b.clone()),
+            SqlValue::Timestamp(t) => args.add(rfc3339(t)),
+            SqlValue::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
+        };
+        added.map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot bind a {} value: {e}", value.type_name()),
+            )
+        })?;
+    }
+    Ok(args)
+}
+
+fn declared_type(name: &str) -> DeclaredType {
+    match name {
+        "INTEGER" => DeclaredType::Integer,
+        "REAL" => DeclaredType::Real,
+        "TEXT" => DeclaredType::Text,
+        "BLOB" => DeclaredType::Blob,
+        "BOOLEAN" => DeclaredType::Boolean,
+        _ => DeclaredType::Unknown,
+    }
+}
+
+fn decode_row(row: &SqliteRow, columns: &[ColumnInfo], row_number: usize) -> Result<Vec<SqlValue>> {
+    let mut values = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let decode_error = |e: sqlx::Error| {
+            database_error(&DIALECT, "read a value", e)
+                .with_context("column", &column.name)
+                .with_context("row", row_number)
+        };
+        let raw = row.try_get_raw(i).map_err(decode_error)?;
+        if raw.is_null() {
+            values.push(SqlValue::Null);
+            continue;
+        }
+        let storage = raw.type_info().name().to_string();
+        let value = match storage.as_str() {
+            "INTEGER" => SqlValue::Int(row.try_get_unchecked::<i64, _>(i).map_err(decode_error)?),
+            "REAL" => SqlValue::Float(row.try_get_unchecked::<f64, _>(i).map_err(decode_error)?),
+            "BLOB" => SqlValue::Bytes(
+                row.try_get_unchecked::<Vec<u8>, _>(i)
+                    .map_err(decode_error)?,
+            ),
+            _ => SqlValue::Text(
+                row.try_get_unchecked::<String, _>(i)
+                    .map_err(decode_error)?,
+            ),
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
+#[async_trait]
+impl SqlBackend for SqliteBackend {
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
+    async fn run(
+        &self,
+        ctx: &ActionContext,
+        query: &BoundQuery,
+        options: RunOptions,
+    ) -> Result<StatementOutcome> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| database_error(&DIALECT, "get a connection", e))?;
+        let statement = (&mut *conn)
+            .prepare(AssertSqlSafe(query.sql.clone()).into_sql_str())
+            .await
+            .map_err(|e| database_error(&DIALECT, "prepare the statement", e))?;
+        let columns: Vec<ColumnInfo> = statement
+            .columns()
+            .iter()
+            .map(|c| ColumnInfo {
+                name: c.name().to_string(),
+                declared: declared_type(c.type_info().name()),
+            })
+            .collect();
+        let args = arguments(&query.values)?;
+        if columns.is_empty() {
+            if options.rows_only {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the statement returns no rows; `extract` reads (use `query` to change data)",
+                ));
+            }
+            let done = sqlx::query_with(AssertSqlSafe(query.sql.clone()), args)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| database_error(&DIALECT, "run the statement", e))?;
+            return Ok(StatementOutcome::Changed(done.rows_affected()));
+        }
+        let mut result = ResultSet::new(columns, options.max_rows);
+        let mut rows = sqlx::query_with(AssertSqlSafe(query.sql.clone()), args).fetch(&mut *conn);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|e| database_error(&DIALECT, "run the query", e))?
+        {
+            let n = result.rows().len();
+            if n.is_multiple_of(ALIVE_CHECK_ROWS) {
+                ctx.check_alive()?;
+            }
+            let values = decode_row(&row, result.columns(), n + 1)?;
+            result.push(values)?;
+        }
+        Ok(StatementOutcome::Rows(result))
+    }
+
+    async fn begin_load(&self) -> Result<Box<dyn LoadTransaction>> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| database_error(&DIALECT, "begin a write transaction", e))?;
+        Ok(Box::new(SqliteLoadTransaction { tx }))
+    }
+}
+
+/// A load's transaction on one SQLite connection; rolled back when dropped uncommitted.
+struct SqliteLoadTransaction {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl LoadTransaction for SqliteLoadTransaction {
+    async fn table_columns(&mut self, table: &TableName) -> Result<Option<Vec<String>>> {
+        let (sql, values) = match &table.schema {
+            Some(schema) => (
+                "SELECT name FROM pragma_table_info(?1, ?2)",
+                vec![
+                    SqlValue::Text(table.name.clone()),
+                    SqlValue::Text(schema.clone()),
+                ],
+            ),
+            None => (
+                "SELECT name FROM pragma_table_info(?1)",
+                vec![SqlValue::Text(table.name.clone())],
+            ),
+        };
+        let names: Vec<String> = sqlx::query_scalar_with(sql, arguments(&values)?)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| database_error(&DIALECT, "read the table's columns", e))?;
+        Ok((!names.is_empty()).then_some(names))
+    }
+
+    async fn execute(&mut self, sql: &str, values: Vec<SqlValue>) -> Result<u64> {
+        let done = sqlx::query_with(AssertSqlSafe(sql.to_string()), arguments(&values)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| database_error(&DIALECT, "write the table", e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| database_error(&DIALECT, "commit the load", e))
+    }
+}

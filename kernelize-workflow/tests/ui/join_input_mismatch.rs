@@ -1,0 +1,30 @@
+// A join must take the branch outputs in branch order: `(u64, String)`, not `(String, u64)`.
+use kernelize_core::Action;
+use kernelize_workflow::builder::{Chain, Step};
+
+macro_rules! action {
+    ($name:ident, $input:ty, $output:ty) => {
+        struct $name;
+        impl Action for $name {
+            const NAME: &'static str = stringify!($name);
+            const DESCRIPTION: &'static str = stringify!($name);
+            type Config = ();
+            type Input = $input;
+            type Output = $output;
+        }
+    };
+}
+
+action!(Fetch, (), Vec<u32>);
+action!(Count, Vec<u32>, u64);
+action!(Describe, Vec<u32>, String);
+action!(Join, (String, u64), String);
+
+fn main() {
+    let _ = Chain::start(Step::typed::<Fetch>("fetch", "p", ()))
+        .parallel((
+            Step::typed::<Count>("count", "p", ()),
+            Step::typed::<Describe>("describe", "p", ()),
+        ))
+        .join(Step::typed::<Join>("join", "p", ()));
+}
