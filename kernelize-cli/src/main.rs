@@ -32,8 +32,13 @@ enum Command {
     Plugins(PluginsCommand),
     /// Execute one action of a plugin.
     Exec(commands::ExecArgs),
-    /// Validate a workflow file and run one of its workflows.
+    /// Validate a workflow file and run one of its workflows (or queue it for workers).
     Run(run::RunArgs),
+    /// List, show, resume and cancel recorded runs.
+    #[command(subcommand)]
+    Runs(run::RunsCommand),
+    /// Execute queued runs, and interrupted ones whose lease expired, from a shared store.
+    Worker(run::WorkerArgs),
     /// Compress a file or stdin.
     #[cfg(feature = "compress")]
     Compress(compress::CompressArgs),
@@ -104,6 +109,8 @@ fn main() -> ExitCode {
             Command::Plugins(PluginsCommand::Resolve(args)) => commands::plugins_resolve(args),
             Command::Exec(args) => commands::exec(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Runs(command) => run::runs(command).await,
+            Command::Worker(args) => run::worker(args).await,
             // Plain blocking work: run on this thread, outside the runtime's futures.
             #[cfg(feature = "compress")]
             Command::Compress(args) => tokio::task::block_in_place(|| compress::compress(args)),

@@ -1,15 +1,59 @@
-//! `kernelize run FILE.yaml`: validate a workflow file, then run one of its workflows.
+//! `kernelize run FILE.yaml`: validate a workflow file, then run one of its workflows (or
+//! queue it for workers), recording it in a store; `kernelize runs ...` and
+//! `kernelize worker` work on that store.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use kernelize::workflow::definition;
-use kernelize::workflow::{Engine, RunOptions, RunStatus};
+use kernelize::workflow::store::{self, RunFilter, Store};
+use kernelize::workflow::{Engine, RunOptions, RunReport, RunStatus};
 use kernelize::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::output::{emit, print_table};
+
+/// Where runs are kept when neither `--store` nor `KERNELIZE_STORE` says: a SQLite file in
+/// the user's data folder.
+fn default_store() -> String {
+    if let Ok(url) = std::env::var("KERNELIZE_STORE")
+        && !url.is_empty()
+    {
+        return url;
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    format!("sqlite:{}", base.join("kernelize/runs.db").display())
+}
+
+/// The store option every run command takes.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Where runs are recorded: `sqlite:PATH`, `postgres://USER@HOST/DB` or `memory:`.
+    /// Default: `$KERNELIZE_STORE`, else `sqlite:` in `$XDG_DATA_HOME/kernelize/runs.db`.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> Result<Arc<dyn Store>> {
+        let url = self.store.clone().unwrap_or_else(default_store);
+        store::open(&url)
+            .await
+            .map_err(|e| e.with_context("store", url))
+    }
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))
+}
 
 /// Arguments of `kernelize run`.
 #[derive(Debug, Args)]
@@ -25,6 +69,15 @@ pub(crate) struct RunArgs {
     /// Print one JSON object: the run's id, status and steps.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Queue the run for `kernelize worker` instead of running it here; prints its id.
+    #[arg(long)]
+    queue: bool,
+    /// How long this process's hold on the run lasts without renewal; after a crash, the
+    /// run can be resumed once it has passed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    lease: Duration,
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
@@ -63,43 +116,79 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
         params.insert(key.to_string(), value);
     }
-    let engine = Engine::new(manager.clone());
-    let report = engine
-        .run(
-            &loaded.file,
-            &name,
-            RunOptions {
-                params,
-                ..RunOptions::default()
-            },
-        )
-        .await;
+    let store = args.store.open().await?;
+    let engine = Engine::new(manager.clone())
+        .with_store(store)
+        .with_lease(args.lease);
+    let options = RunOptions {
+        params,
+        ..RunOptions::default()
+    };
+    if args.queue {
+        let id = engine.submit(&loaded.file, &name, options).await?;
+        let text = if args.json {
+            format!("{}\n", json!({ "id": id, "status": "queued" }))
+        } else {
+            format!("{id}\n")
+        };
+        return emit(text.as_bytes());
+    }
+    let cancel = options.cancel.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "interrupted: cancelling the run (compensations run); press Ctrl-C again to stop at once"
+            );
+            cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let report = engine.run(&loaded.file, &name, options).await;
+    interrupt.abort();
     manager.deactivate_all().await;
-    let report = report?;
-    if args.json {
-        let steps: Vec<Value> = report
-            .steps
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.name,
-                    "status": s.status,
-                    "attempts": s.attempts,
-                    "duration_ms": s.duration_ms,
-                    "error": s.error,
-                    "rows": s.rows,
-                    "bytes": s.bytes,
-                })
-            })
-            .collect();
-        let out = json!({
-            "id": report.id,
-            "workflow": report.workflow,
-            "status": report.status,
-            "started_at": report.started_at,
-            "duration_ms": report.duration_ms,
-            "steps": steps,
-        });
+    finish(report?, args.json)
+}
+
+/// Prints a run's report and turns a run that did not succeed into an error (exit 1).
+fn finish(report: RunReport, json: bool) -> Result<()> {
+    print_report(&report, json)?;
+    let name = &report.workflow;
+    match report.status {
+        RunStatus::Succeeded => Ok(()),
+        status => {
+            let failed: Vec<&str> = report
+                .steps
+                .iter()
+                .filter(|s| s.error.is_some())
+                .map(|s| s.name.as_str())
+                .collect();
+            Err(Error::new(
+                ErrorKind::Remote,
+                format!(
+                    "run {} of `{name}` {}: {}",
+                    report.id,
+                    match status {
+                        RunStatus::Cancelled => "was cancelled",
+                        RunStatus::Queued => "is queued",
+                        RunStatus::Running => "is still running",
+                        _ => "failed",
+                    },
+                    if failed.is_empty() {
+                        "no step reported an error".to_string()
+                    } else {
+                        format!("failed steps: {}", failed.join(", "))
+                    }
+                ),
+            ))
+        }
+    }
+}
+
+fn print_report(report: &RunReport, json: bool) -> Result<()> {
+    if json {
+        let out = report_json(report);
         let mut text = serde_json::to_string_pretty(&out)?;
         text.push('\n');
         emit(text.as_bytes())?;
@@ -127,32 +216,299 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             &rows,
         )?;
     }
-    match report.status {
-        RunStatus::Succeeded => Ok(()),
-        status => {
-            let failed: Vec<&str> = report
-                .steps
-                .iter()
-                .filter(|s| s.error.is_some())
-                .map(|s| s.name.as_str())
-                .collect();
-            Err(Error::new(
-                ErrorKind::Remote,
-                format!(
-                    "run {} of `{name}` {}: {}",
-                    report.id,
-                    if status == RunStatus::Cancelled {
-                        "was cancelled"
-                    } else {
-                        "failed"
-                    },
-                    if failed.is_empty() {
-                        "no step reported an error".to_string()
-                    } else {
-                        format!("failed steps: {}", failed.join(", "))
-                    }
-                ),
-            ))
+    Ok(())
+}
+
+/// `kernelize runs ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// Recent runs, newest first.
+    List {
+        /// Only this workflow's runs.
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        /// Only runs in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// One run: its steps, and with `--history` every recorded state change.
+    Show {
+        /// The run's id.
+        id: String,
+        /// Also list the run's state changes.
+        #[arg(long)]
+        history: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Continue an interrupted (or queued) run here: completed steps are kept, an
+    /// interrupted attempt runs again with its idempotency key.
+    Resume {
+        /// The run's id.
+        id: String,
+        /// Take the run even though its owner's lease has not expired (the owner must be
+        /// gone).
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Ask a run to stop: a queued run is cancelled at once, a running one at its owner's
+    /// next lease renewal (its compensations run).
+    Cancel {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn rfc3339(ms: i64) -> String {
+    kernelize::workflow::engine::rfc3339_millis(ms)
+}
+
+pub(crate) async fn runs(command: RunsCommand) -> Result<()> {
+    match command {
+        RunsCommand::List {
+            workflow,
+            status,
+            limit,
+            json,
+            store,
+        } => {
+            let status = status
+                .map(|s| {
+                    RunStatus::parse(&s).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "--status `{s}` is not one of queued, running, succeeded, failed, cancelled"
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            let runs = store
+                .open()
+                .await?
+                .list_runs(&RunFilter {
+                    workflow,
+                    status,
+                    limit: Some(limit),
+                })
+                .await?;
+            if json {
+                let out: Vec<Value> = runs
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "id": r.id,
+                            "workflow": r.workflow,
+                            "status": r.status,
+                            "trigger": r.trigger,
+                            "created_at": rfc3339(r.created_at),
+                            "started_at": r.started_at.map(rfc3339),
+                            "finished_at": r.finished_at.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                let mut text = serde_json::to_string_pretty(&out)?;
+                text.push('\n');
+                emit(text.as_bytes())
+            } else {
+                let rows: Vec<Vec<String>> = runs
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.clone(),
+                            r.workflow.clone(),
+                            r.status.as_str().to_string(),
+                            r.trigger.clone(),
+                            r.started_at.map(rfc3339).unwrap_or_default(),
+                            match (r.started_at, r.finished_at) {
+                                (Some(s), Some(f)) => format!("{} ms", f - s),
+                                _ => String::new(),
+                            },
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["id", "workflow", "status", "trigger", "started", "duration"],
+                    &rows,
+                )
+            }
+        }
+        RunsCommand::Show {
+            id,
+            history,
+            json,
+            store,
+        } => {
+            let store = store.open().await?;
+            let report = kernelize::workflow::engine::report_from_store(&*store, &id).await?;
+            if history {
+                let events = store.events(&id).await?;
+                if json {
+                    let mut out = report_json(&report);
+                    out["history"] = serde_json::to_value(
+                        events
+                            .iter()
+                            .map(|e| {
+                                json!({
+                                    "at": rfc3339(e.at),
+                                    "step": e.step,
+                                    "status": e.status,
+                                    "attempt": e.attempt,
+                                    "error": e.error,
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )?;
+                    let mut text = serde_json::to_string_pretty(&out)?;
+                    text.push('\n');
+                    return emit(text.as_bytes());
+                }
+                print_report(&report, false)?;
+                let rows: Vec<Vec<String>> = events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            rfc3339(e.at),
+                            e.step.clone().unwrap_or_else(|| "(run)".into()),
+                            e.status.clone(),
+                            e.attempt.map(|a| a.to_string()).unwrap_or_default(),
+                            e.error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                emit(b"\n")?;
+                return print_table(&["at", "step", "status", "attempt", "error"], &rows);
+            }
+            print_report(&report, json)
+        }
+        RunsCommand::Resume {
+            id,
+            force,
+            json,
+            store,
+        } => {
+            let manager = kernelize::manager()?;
+            let engine = Engine::new(manager.clone()).with_store(store.open().await?);
+            let report = engine.resume(&id, force).await;
+            manager.deactivate_all().await;
+            finish(report?, json)
+        }
+        RunsCommand::Cancel { id, store } => {
+            if store.open().await?.request_cancel(&id).await? {
+                emit(format!("cancellation of run {id} requested\n").as_bytes())
+            } else {
+                Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!("run {id} has already ended"),
+                ))
+            }
         }
     }
+}
+
+/// Arguments of `kernelize worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// How long a claimed run stays this worker's without renewal; a run whose worker
+    /// died is taken over by another once it has passed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    lease: Duration,
+    /// How often to look for work when no notification comes.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    poll: Duration,
+}
+
+/// Executes queued runs, and interrupted runs whose lease expired, until interrupted
+/// (Ctrl-C or SIGTERM: the current run is finished first... or released for another worker
+/// at the second signal).
+pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
+    let manager = kernelize::manager()?;
+    let store = args.store.open().await?;
+    let engine = Engine::new(manager.clone())
+        .with_store(store)
+        .with_lease(args.lease);
+    eprintln!(
+        "worker {} executing runs from the {} store",
+        engine.owner(),
+        engine.store().backend()
+    );
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("worker: stopping after the current run");
+        signal.cancel();
+    });
+    let result = engine.work(stop, args.poll).await;
+    manager.deactivate_all().await;
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn report_json(report: &RunReport) -> Value {
+    let steps: Vec<Value> = report
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "status": s.status,
+                "attempts": s.attempts,
+                "duration_ms": s.duration_ms,
+                "error": s.error,
+                "rows": s.rows,
+                "bytes": s.bytes,
+            })
+        })
+        .collect();
+    json!({
+        "id": report.id,
+        "workflow": report.workflow,
+        "status": report.status,
+        "started_at": report.started_at,
+        "duration_ms": report.duration_ms,
+        "steps": steps,
+    })
 }

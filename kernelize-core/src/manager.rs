@@ -804,7 +804,9 @@ impl PluginManager {
             .cloned()
             .ok_or_else(|| self.not_installed(id))?;
         let mut plugin = factory.create();
-        let metadata = plugin.metadata();
+        let mut metadata = plugin.metadata();
+        // A named instance runs under its own id, whatever the plugin calls itself.
+        metadata.id = factory.metadata().id.clone();
         let config = self
             .inner
             .configs

@@ -59,7 +59,11 @@ impl Permission {
             (Permission::FileRead { path: g }, Permission::FileRead { path: r })
             | (Permission::FileWrite { path: g }, Permission::FileWrite { path: r })
             | (Permission::FileWrite { path: g }, Permission::FileRead { path: r }) => {
-                path_within(g, r)
+                if g.is_absolute() == r.is_absolute() {
+                    path_within(g, r)
+                } else {
+                    path_within(&absolute(g), &absolute(r))
+                }
             }
             (Permission::Secret { name: g }, Permission::Secret { name: r }) => g == r,
             (Permission::Plugin { id: g }, Permission::Plugin { id: r }) => g == r,
@@ -270,6 +274,18 @@ mod tests {
         assert!(grant.covers(&read("/data/in/sales.csv")));
         assert!(!grant.covers(&read("/data/../etc/passwd")));
         assert!(!grant.covers(&read("/database")));
+    }
+
+    #[test]
+    fn relative_paths_meet_absolute_ones_through_the_current_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        assert!(read("/").covers(&read("examples/data/sales.db")));
+        assert!(read(cwd.to_str().unwrap()).covers(&read("examples/data")));
+        assert!(read("examples").covers(&read(cwd.join("examples/x").to_str().unwrap())));
+        assert!(!read("examples").covers(&read("/etc/passwd")));
+        assert!(!read("/nowhere").covers(&read("examples/data")));
+        assert!(read("data").covers(&read("data/a.csv")));
+        assert!(!read("data").covers(&read("other/a.csv")));
     }
 
     #[test]

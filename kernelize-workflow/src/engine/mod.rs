@@ -610,7 +610,7 @@ pub async fn report_from_store(store: &dyn Store, run_id: &str) -> Result<RunRep
         id: record.id,
         workflow: record.workflow,
         status: record.status,
-        started_at: rfc3339(record.started_at.unwrap_or(record.created_at)),
+        started_at: rfc3339_millis(record.started_at.unwrap_or(record.created_at)),
         duration_ms: span_ms(record.started_at, record.finished_at.or(Some(now_ms()))),
         steps,
         outputs: BTreeMap::new(),
@@ -625,7 +625,7 @@ fn span_ms(start: Option<Millis>, end: Option<Millis>) -> u64 {
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-27T03:25:00.123Z`).
-pub(crate) fn rfc3339(ms: Millis) -> String {
+pub fn rfc3339_millis(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -752,17 +752,17 @@ impl<'a> Run<'a> {
     async fn load(&mut self) -> Result<()> {
         let store = &self.engine.store;
         let last_sync = match store.last_success(self.name).await? {
-            Some(ms) => rfc3339(ms),
+            Some(ms) => rfc3339_millis(ms),
             None => match &self.def.initial_last_sync {
                 Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                    .map(|t| rfc3339(t.timestamp_millis()))
+                    .map(|t| rfc3339_millis(t.timestamp_millis()))
                     .map_err(|e| {
                         Error::new(
                             ErrorKind::ConfigInvalid,
                             format!("initial_last_sync `{text}` is not an RFC 3339 time: {e}"),
                         )
                     })?,
-                None => rfc3339(0),
+                None => rfc3339_millis(0),
             },
         };
         self.vars = self.params.clone();
@@ -1047,7 +1047,7 @@ impl<'a> Run<'a> {
             id: run_id,
             workflow: self.name.to_string(),
             status,
-            started_at: rfc3339(self.started_at),
+            started_at: rfc3339_millis(self.started_at),
             duration_ms: u64::try_from(finished - self.started_at).unwrap_or(0),
             steps,
             outputs: self.outputs,
