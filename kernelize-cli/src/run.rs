@@ -145,10 +145,68 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             }
         }
     });
+    let run_id = kernelize::workflow::engine::new_run_id();
+    let steps = loaded
+        .file
+        .workflows
+        .get(&name)
+        .map_or(0, |w| w.steps.len());
+    let progress = show_progress(engine.store().clone(), run_id.clone(), steps);
+    let options = RunOptions {
+        run_id: Some(run_id),
+        ..options
+    };
     let report = engine.run(&loaded.file, &name, options).await;
+    if let Some((task, bar)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
     interrupt.abort();
     manager.deactivate_all().await;
     finish(report?, args.json)
+}
+
+/// On a terminal, a live line under the run: steps done of all, and what is running (with
+/// its attempt), read from the store twice a second. Nothing when stderr is not a terminal.
+fn show_progress(
+    store: Arc<dyn Store>,
+    run_id: String,
+    steps: usize,
+) -> Option<(tokio::task::JoinHandle<()>, indicatif::ProgressBar)> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(steps as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {bar:24} {pos}/{len} steps  {elapsed}  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            // Runs that end within half a second never draw a bar.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(records) = store.steps(&run_id).await {
+                let done = records.iter().filter(|r| r.status.is_done()).count();
+                let running: Vec<String> = records
+                    .iter()
+                    .filter(|r| !r.status.is_done())
+                    .map(|r| match r.attempts {
+                        0 | 1 => format!("{} {}", r.name, r.status.as_str()),
+                        n => format!("{} {} (attempt {n})", r.name, r.status.as_str()),
+                    })
+                    .collect();
+                shown.set_position(done as u64);
+                shown.set_message(running.join(", "));
+            }
+            shown.tick();
+        }
+    });
+    Some((task, bar))
 }
 
 /// Prints a run's report and turns a run that did not succeed into an error (exit 1).

@@ -208,3 +208,57 @@ async fn a_run_killed_mid_step_resumes_on_sqlite() {
 async fn a_run_killed_mid_step_resumes_on_postgres() {
     killed_mid_step("postgres").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_lost_its_run_stops_without_overwriting_the_new_owner() {
+    let s = common::open("sqlite").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let block = dir.path().join("block");
+    std::fs::write(&block, b"").unwrap();
+    let engine = engine(s.store.clone());
+    let workflow = file(&log, &block);
+    let running = tokio::spawn(async move {
+        engine
+            .run(&workflow, "durable", RunOptions::default())
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("c ")
+    {
+        assert!(Instant::now() < deadline, "step c never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = s.store.list_runs(&RunFilter::default()).await.unwrap()[0]
+        .id
+        .clone();
+    // Another owner takes the run (as after a stall longer than the lease).
+    let taken = s
+        .store
+        .claim(
+            "thief",
+            Duration::from_secs(60),
+            kernelize_workflow::store::Claim::Run {
+                id: id.clone(),
+                force: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+    std::fs::remove_file(&block).unwrap();
+    let e = running.await.unwrap().unwrap_err();
+    assert!(e.to_string().contains("taken over"), "{e}");
+    // The old owner's result for c and its step d never reached the store.
+    let steps = s.store.steps(&id).await.unwrap();
+    assert_eq!(
+        steps.iter().find(|r| r.name == "c").unwrap().status,
+        StepStatus::Running
+    );
+    assert!(steps.iter().all(|r| r.name != "d"));
+    let record = s.store.run(&id).await.unwrap().unwrap();
+    assert_eq!(record.lease_owner.as_deref(), Some("thief"));
+    assert_eq!(record.status, RunStatus::Running);
+}

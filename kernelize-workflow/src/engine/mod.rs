@@ -69,7 +69,8 @@ impl StepStatus {
         }
     }
 
-    fn is_done(self) -> bool {
+    /// Whether the step has ended (succeeded, failed, skipped, compensated, cancelled).
+    pub fn is_done(self) -> bool {
         !matches!(
             self,
             StepStatus::Pending | StepStatus::Running | StepStatus::Retrying
@@ -181,6 +182,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// What started it (`manual` when `None`): `schedule:...`, `webhook:...`.
     pub trigger: Option<String>,
+    /// The run's id, when the caller picks it (to follow the run in the store while it
+    /// goes); a new time-ordered id when `None`. See [`new_run_id`].
+    pub run_id: Option<String>,
 }
 
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -338,7 +342,7 @@ impl Engine {
         let def = workflow_def(file, workflow)?;
         let mut params = def.params.clone();
         params.extend(options.params);
-        let id = new_run_id();
+        let id = options.run_id.unwrap_or_else(new_run_id);
         self.store
             .create_run(NewRun {
                 id: id.clone(),
@@ -369,7 +373,7 @@ impl Engine {
         let def = workflow_def(file, workflow)?;
         let mut params = def.params.clone();
         params.extend(options.params);
-        let id = new_run_id();
+        let id = options.run_id.clone().unwrap_or_else(new_run_id);
         self.store
             .create_run(NewRun {
                 id: id.clone(),
@@ -508,7 +512,7 @@ impl Engine {
         let _stop_keeper = AbortOnDrop(keeper);
         let span =
             tracing::info_span!("workflow_run", workflow = %record.workflow, run = %record.id);
-        let mut run = Run::new(self, file, &record.workflow, def, record, cancel)?;
+        let mut run = Run::new(self, &record.workflow, def, record, cancel)?;
         async {
             run.load().await?;
             run.execute().await
@@ -516,7 +520,7 @@ impl Engine {
         .instrument(span)
         .await
         .map_err(|e| {
-            if lost.load(Ordering::SeqCst) {
+            if lost.load(Ordering::SeqCst) || crate::store::is_lease_lost(&e) {
                 Error::new(
                     ErrorKind::InvalidState,
                     format!(
@@ -680,7 +684,6 @@ struct Finished {
 impl<'a> Run<'a> {
     fn new(
         engine: &'a Engine,
-        _file: &'a WorkflowFile,
         name: &'a str,
         def: &'a WorkflowDef,
         record: &RunRecord,
@@ -963,10 +966,7 @@ impl<'a> Run<'a> {
                         .insert(self.def.steps[index].name.clone(), output);
                     self.completed.push(index);
                 }
-                Err(e)
-                    if e.kind() == ErrorKind::InvalidState
-                        && e.message().contains("no longer held") =>
-                {
+                Err(e) if crate::store::is_lease_lost(&e) => {
                     return Err(e);
                 }
                 Err(e) => {
@@ -1346,8 +1346,8 @@ fn bytes_of(payload: &Payload) -> Option<usize> {
     }
 }
 
-/// A time-ordered run id: milliseconds since the epoch and a random suffix.
-fn new_run_id() -> String {
+/// A time-ordered run id: milliseconds since the epoch (hex) and a random suffix.
+pub fn new_run_id() -> String {
     let millis = chrono::Utc::now().timestamp_millis();
     format!("{millis:013x}-{:08x}", rand::random::<u32>())
 }

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::{
     Claim, Event, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
-    StepRecord, Store, now_ms,
+    StepRecord, Store, lost, now_ms,
 };
 
 #[derive(Default)]
@@ -47,15 +47,6 @@ impl MemoryStore {
         // A panic while holding the lock leaves plain data behind; go on with it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn lost(run_id: &str, owner: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        format!(
-            "run {run_id} is no longer held by {owner}: its lease expired and another owner took it, or it ended"
-        ),
-    )
 }
 
 fn held_by(run: &RunRecord, owner: &str) -> bool {

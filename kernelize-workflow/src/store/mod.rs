@@ -34,6 +34,26 @@ pub use memory::MemoryStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{INLINE_OUTPUT_LIMIT, SqlStore};
 
+/// The context key of the error a store returns when the writer's lease is lost
+/// (`lease: lost`); see [`is_lease_lost`].
+pub const LEASE_CONTEXT: &str = "lease";
+
+/// Whether `error` says the writer no longer holds the run.
+pub fn is_lease_lost(error: &kernelize_core::Error) -> bool {
+    error.context_value(LEASE_CONTEXT) == Some("lost")
+}
+
+/// The error of a write by an owner that no longer holds the run.
+pub(crate) fn lost(run_id: &str, owner: &str) -> kernelize_core::Error {
+    kernelize_core::Error::new(
+        kernelize_core::ErrorKind::InvalidState,
+        format!(
+            "run {run_id} is no longer held by {owner}: its lease expired and another owner took it, or it ended"
+        ),
+    )
+    .with_context(LEASE_CONTEXT, "lost")
+}
+
 /// Milliseconds since the Unix epoch, the time unit of stored records.
 pub type Millis = i64;
 

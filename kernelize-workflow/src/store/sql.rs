@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Row};
 
 use super::{
     Claim, Event, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
-    StepRecord, Store, parse_step_status,
+    StepRecord, Store, lost, parse_step_status,
 };
 
 /// Outputs larger than this (encoded) are kept in `kernelize_blobs` and referenced from the
@@ -71,15 +71,6 @@ fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn lost(run_id: &str, owner: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        format!(
-            "run {run_id} is no longer held by {owner}: its lease expired and another owner took it, or it ended"
-        ),
-    )
 }
 
 fn bad_row(what: impl std::fmt::Display) -> Error {
