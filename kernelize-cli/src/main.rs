@@ -11,6 +11,7 @@ mod compress;
 mod input;
 mod output;
 mod run;
+mod schedule;
 
 use std::process::ExitCode;
 
@@ -37,7 +38,8 @@ enum Command {
     /// List, show, resume and cancel recorded runs.
     #[command(subcommand)]
     Runs(run::RunsCommand),
-    /// Execute queued runs, and interrupted ones whose lease expired, from a shared store.
+    /// Execute queued runs, and interrupted ones whose lease expired, from a shared store
+    /// (with `--schedule FILE`, also start the runs of the file's schedules).
     Worker(run::WorkerArgs),
     /// Compress a file or stdin.
     #[cfg(feature = "compress")]

@@ -495,6 +495,10 @@ pub(crate) struct WorkerArgs {
     /// How often to look for work when no notification comes.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     poll: Duration,
+    /// Also run the scheduler for the schedules of this workflow file (repeatable). Among
+    /// all the processes scheduling on one store, one at a time queues the runs.
+    #[arg(long = "schedule", value_name = "FILE")]
+    schedule: Vec<PathBuf>,
 }
 
 /// Executes queued runs, and interrupted runs whose lease expired, until interrupted
@@ -502,10 +506,12 @@ pub(crate) struct WorkerArgs {
 /// at the second signal).
 pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
     let manager = kernelize::manager()?;
+    let scheduled = crate::schedule::load(&args.schedule, &manager)?;
     let store = args.store.open().await?;
     let engine = Engine::new(manager.clone())
         .with_store(store)
         .with_lease(args.lease);
+    let scheduler = crate::schedule::scheduler(&engine, &scheduled, &args.schedule)?;
     eprintln!(
         "worker {} executing runs from the {} store",
         engine.owner(),
@@ -518,7 +524,24 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<()> {
         eprintln!("worker: stopping after the current run");
         signal.cancel();
     });
-    let result = engine.work(stop, args.poll).await;
+    let result = match scheduler {
+        Some(scheduler) => {
+            eprintln!(
+                "worker {} also scheduling: {}",
+                engine.owner(),
+                engine
+                    .registered()
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let (worked, scheduled) =
+                tokio::join!(engine.work(stop.clone(), args.poll), scheduler.run(stop));
+            worked.and(scheduled)
+        }
+        None => engine.work(stop, args.poll).await,
+    };
     manager.deactivate_all().await;
     result
 }

@@ -23,6 +23,8 @@ fn kernelize_in(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("KERNELIZE_LOG")
+        // Runs are recorded in memory, not in the user's store.
+        .env("KERNELIZE_STORE", "memory:")
         .output()
         .unwrap()
 }

@@ -60,6 +60,8 @@ fn kernelize(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kernelize"))
         .args(args)
         .env_remove("KERNELIZE_LOG")
+        // Runs are recorded in memory, not in the user's store.
+        .env("KERNELIZE_STORE", "memory:")
         .output()
         .unwrap()
 }

@@ -8,6 +8,7 @@
 //! attempt again under the same idempotency key.
 
 mod resolve;
+mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::store::{
     Claim, LeaseState, MemoryStore, Millis, NewRun, RunRecord, StepRecord, Store, now_ms,
 };
 use resolve::Scope;
+pub use triggers::RegisteredWorkflow;
 
 /// How a step ended (or where it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +203,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     owner: String,
     lease: Duration,
+    /// Workflows registered for their triggers, shared by clones ([`Engine::register`]).
+    triggers: triggers::SharedRegistry,
 }
 
 impl std::fmt::Debug for Engine {
@@ -241,6 +245,7 @@ impl Engine {
             store: Arc::new(MemoryStore::new()),
             owner: default_owner(),
             lease: DEFAULT_LEASE,
+            triggers: triggers::SharedRegistry::default(),
         }
     }
 
