@@ -71,6 +71,11 @@ pub(crate) struct RunArgs {
     json: bool,
     #[command(flatten)]
     store: StoreArgs,
+    /// A YAML file whose `plugins:` section configures plugin instances (settings with
+    /// `${secret:..}`/`${env:..}`, permissions, limits) over the workflow file's own, so one
+    /// workflow file runs against several environments.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Queue the run for `kernelize worker` instead of running it here; prints its id.
     #[arg(long)]
     queue: bool,
@@ -81,8 +86,23 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
-    let loaded = definition::load(&args.file).map_err(Error::from)?;
+    let mut loaded = definition::load(&args.file).map_err(Error::from)?;
     let manager = kernelize::manager()?;
+    if let Some(path) = &args.config {
+        // Checked on its own first, so that its problems point into it.
+        let extra = definition::load(path).map_err(Error::from)?;
+        if !extra.file.workflows.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{}: a --config file holds a `plugins:` section only, not workflows",
+                    path.display()
+                ),
+            ));
+        }
+        definition::validate(&extra, &manager).map_err(Error::from)?;
+        loaded.file.plugins.extend(extra.file.plugins);
+    }
     definition::validate(&loaded, &manager).map_err(Error::from)?;
     let name = match &args.workflow {
         Some(name) => name.clone(),

@@ -379,3 +379,185 @@ workflows:
         .await
         .unwrap();
 }
+
+/// A server that records each request's path and `Idempotency-Key`, answers `/one` at once,
+/// and holds `/two` while `hold` exists.
+fn holding_server(hold: std::path::PathBuf) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (record, hold) = (record.clone(), hold.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut path, mut key) = (String::new(), String::new());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if path.is_empty() {
+                        path = line.split(' ').nth(1).unwrap_or("").to_string();
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("idempotency-key:") {
+                        key = v.trim().to_string();
+                    }
+                }
+                record.lock().unwrap().push(format!("{path} {key}"));
+                while path == "/two" && hold.exists() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            });
+        }
+    });
+    (url, seen)
+}
+
+async fn kill_and_resume_from_the_command_line(store_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let (url, seen) = holding_server(hold.clone());
+    let yaml = format!(
+        r#"
+plugins:
+  http:
+    permissions: [{{ kind: network, host: "127.0.0.1" }}]
+workflows:
+  sync:
+    steps:
+      - {{ name: one, plugin: http, action: request, config: {{ method: POST, url: "{url}/one" }} }}
+      - {{ name: two, plugin: http, action: request, config: {{ method: POST, url: "{url}/two" }} }}
+"#
+    );
+    std::fs::write(dir.path().join("sync.yaml"), yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kernelize"))
+        .args(["run", "sync.yaml", "--lease", "1s"])
+        .current_dir(dir.path())
+        .env("KERNELIZE_STORE", store_url)
+        .env("KERNELIZE_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.lock().unwrap().iter().any(|r| r.starts_with("/two")) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kernelize run ended early"
+        );
+        assert!(Instant::now() < deadline, "step two never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::fs::remove_file(&hold).unwrap();
+
+    let k = |args: &[&str]| kernelize(dir.path(), store_url, args);
+    let runs = ok(&k(&["runs", "list", "--workflow", "sync", "--json"]));
+    assert_eq!(runs[0]["status"], "running", "{runs}");
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    // Refused while the dead process's lease holds, then continued.
+    let report = loop {
+        let o = k(&["runs", "resume", &id, "--json"]);
+        if o.status.success() {
+            break ok(&o);
+        }
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(err.contains("held by"), "{err}");
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["steps"][0]["attempts"], 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            format!("/one {id}/one/1"),
+            format!("/two {id}/two/1"),
+            // The interrupted POST again, with the same key; step one not again.
+            format!("/two {id}/two/1"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_kernelize_run_resumes_with_runs_resume_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_and_resume_from_the_command_line(&format!(
+        "sqlite:{}",
+        dir.path().join("runs.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_kernelize_run_resumes_with_runs_resume_on_postgres() {
+    let url = format!("{POSTGRES}?schema=kz_cli_resume_{}", std::process::id());
+    kill_and_resume_from_the_command_line(&url).await;
+    kernelize::workflow::store::SqlStore::postgres(&url)
+        .await
+        .unwrap()
+        .drop_schema()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn plugin_instances_can_come_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.yaml"),
+        r##"
+workflows:
+  w:
+    steps:
+      - { name: read, plugin: db, action: query, config: { sql: "SELECT 41 + 1 AS answer" } }
+"##,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("prod.yaml"),
+        "plugins:\n  db:\n    plugin: sqlite-connector\n    settings: { path: \"${env:DB_FILE}\", create_if_missing: true }\n    permissions: [{ kind: file_write, path: \".\" }]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "plugins:\n  db:\n    plugin: sqlite-connector\n    settings: { nope: 1 }\n",
+    )
+    .unwrap();
+    let store = "memory:";
+    let run = |config: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kernelize"))
+            .args(["run", "flow.yaml", "--config", config, "--json"])
+            .current_dir(dir.path())
+            .env("KERNELIZE_STORE", store)
+            .env("DB_FILE", "local.db")
+            .output()
+            .unwrap()
+    };
+    let report = ok(&run("prod.yaml"));
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["steps"][0]["rows"], 1);
+    assert!(dir.path().join("local.db").exists());
+    // A bad config file is reported in that file, exit 2.
+    let o = run("bad.yaml");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:"), "{err}");
+    // Without it, the step's plugin is unknown.
+    let o = Command::new(env!("CARGO_BIN_EXE_kernelize"))
+        .args(["run", "flow.yaml"])
+        .current_dir(dir.path())
+        .env("KERNELIZE_STORE", store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
