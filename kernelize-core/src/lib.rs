@@ -6,6 +6,7 @@ pub mod builtins;
 
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod manager;
 
 pub mod payload;
@@ -16,6 +17,7 @@ pub mod registry;
 pub use audit::{AuditEvent, AuditSink, Outcome};
 pub use config::{Limits, PluginConfig, ResolvedConfig, SecretStore, WhenBusy};
 pub use error::{Error, ErrorKind, Result};
+pub use event::{AckHandle, Delivery, Event, EventSink, EventSource, Settlement, WriteReport};
 
 pub use manager::{CallOptions, InstalledPlugin, PluginHealth, PluginManager};
 pub use payload::{Blob, Payload, Records};
