@@ -230,7 +230,10 @@ mod tests {
     #[tokio::test]
     async fn a_handle_settles_once_with_what_was_asked() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        AckHandle::new("1", Recorder(seen.clone())).ack().await.unwrap();
+        AckHandle::new("1", Recorder(seen.clone()))
+            .ack()
+            .await
+            .unwrap();
         AckHandle::new("2", Recorder(seen.clone()))
             .retry(Some(Duration::from_secs(1)))
             .await
