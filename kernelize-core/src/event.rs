@@ -271,3 +271,252 @@ mod tests {
         assert_eq!(e.context_value("delivery"), Some("42"));
     }
 }
+
+pub mod channel {
+    //! An in-memory event channel: a bounded queue with acknowledgements, the source for
+    //! pipelines fed from Rust (and for tests of everything downstream).
+    //!
+    //! A delivery that is retried goes back to the queue (after its delay) with its attempt
+    //! count raised; one dropped unsettled goes back at once, as a broker would redeliver it;
+    //! an acknowledged or rejected one is gone. [`ChannelSender::send`] waits while the
+    //! queue is full: backpressure, never unbounded memory.
+
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use tokio::sync::{Notify, Semaphore};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{AckHandle, Delivery, Event, EventSource, Settle, Settlement};
+    use crate::error::{Error, ErrorKind, Result};
+
+    struct Shared {
+        queue: Mutex<VecDeque<Event>>,
+        /// Free places; a place is taken by `send` and given back when a delivery is
+        /// acknowledged or rejected (a delivered, unsettled event still holds its place).
+        places: Semaphore,
+        ready: Notify,
+        closed: std::sync::atomic::AtomicBool,
+        pending: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Shared {
+        fn push(&self, event: Event) {
+            self.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(event);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Sends events into a channel.
+    #[derive(Clone)]
+    pub struct ChannelSender(Arc<Shared>);
+
+    impl std::fmt::Debug for ChannelSender {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ChannelSender").finish_non_exhaustive()
+        }
+    }
+
+    /// Receives a channel's events, as an [`EventSource`].
+    pub struct ChannelSource(Arc<Shared>);
+
+    impl std::fmt::Debug for ChannelSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ChannelSource").finish_non_exhaustive()
+        }
+    }
+
+    /// A channel holding at most `capacity` events not yet settled.
+    pub fn channel(capacity: usize) -> (ChannelSender, ChannelSource) {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            places: Semaphore::new(capacity.max(1)),
+            ready: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+        });
+        (ChannelSender(shared.clone()), ChannelSource(shared))
+    }
+
+    impl ChannelSender {
+        /// Queues an event, waiting while the channel is full.
+        pub async fn send(&self, event: Event) -> Result<()> {
+            if self.0.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::InvalidState, "the channel is closed"));
+            }
+            let permit = self
+                .0
+                .places
+                .acquire()
+                .await
+                .map_err(|_| Error::new(ErrorKind::InvalidState, "the channel is closed"))?;
+            permit.forget();
+            self.0
+                .pending
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.push(event);
+            Ok(())
+        }
+
+        /// Ends the channel: the source ends once every event sent is settled.
+        pub fn close(&self) {
+            self.0
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.ready.notify_waiters();
+            self.0.ready.notify_one();
+        }
+
+        /// Events sent and not yet acknowledged or rejected.
+        pub fn unsettled(&self) -> usize {
+            self.0.pending.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    struct ChannelAck {
+        shared: Arc<Shared>,
+        event: Option<Event>,
+    }
+
+    impl ChannelAck {
+        fn done(&mut self) {
+            self.event = None;
+            self.shared
+                .pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.shared.places.add_permits(1);
+            self.shared.ready.notify_one();
+        }
+    }
+
+    #[async_trait]
+    impl Settle for ChannelAck {
+        async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<()> {
+            match settlement {
+                Settlement::Ack | Settlement::Reject => self.done(),
+                Settlement::Retry { delay } => {
+                    if let Some(mut event) = self.event.take() {
+                        event.attempt += 1;
+                        let shared = self.shared.clone();
+                        match delay {
+                            Some(delay) if !delay.is_zero() => {
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    shared.push(event);
+                                });
+                            }
+                            _ => shared.push(event),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for ChannelAck {
+        fn drop(&mut self) {
+            // Dropped unsettled: delivered again, as a broker would.
+            if let Some(mut event) = self.event.take() {
+                event.attempt += 1;
+                self.shared.push(event);
+            }
+        }
+    }
+
+    #[async_trait]
+    impl EventSource for ChannelSource {
+        async fn receive(&mut self, cancel: &CancellationToken) -> Result<Option<Delivery>> {
+            loop {
+                let ready = self.0.ready.notified();
+                let next = self
+                    .0
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                if let Some(event) = next {
+                    let ack = AckHandle::new(
+                        event.id.clone(),
+                        ChannelAck {
+                            shared: self.0.clone(),
+                            event: Some(event.clone()),
+                        },
+                    );
+                    return Ok(Some(Delivery { event, ack }));
+                }
+                if self.0.closed.load(std::sync::atomic::Ordering::SeqCst)
+                    && self.0.pending.load(std::sync::atomic::Ordering::SeqCst) == 0
+                {
+                    return Ok(None);
+                }
+                tokio::select! {
+                    _ = ready => {}
+                    _ = cancel.cancelled() => return Ok(None),
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::payload::Payload;
+        use std::time::Duration;
+
+        fn event(n: u32) -> Event {
+            Event::new(n.to_string(), Payload::Json(serde_json::json!({ "n": n })))
+        }
+
+        #[tokio::test]
+        async fn retried_and_dropped_deliveries_come_back_and_the_source_ends_when_all_settle() {
+            let (tx, mut rx) = channel(8);
+            let cancel = CancellationToken::new();
+            for n in 1..=3 {
+                tx.send(event(n)).await.unwrap();
+            }
+            tx.close();
+            let d1 = rx.receive(&cancel).await.unwrap().unwrap();
+            d1.ack.ack().await.unwrap();
+            let d2 = rx.receive(&cancel).await.unwrap().unwrap();
+            d2.ack.retry(None).await.unwrap();
+            let d3 = rx.receive(&cancel).await.unwrap().unwrap();
+            drop(d3);
+            // 2 then 3 again, each on its second attempt.
+            let again = rx.receive(&cancel).await.unwrap().unwrap();
+            assert_eq!((again.event.id.as_str(), again.event.attempt), ("2", 2));
+            again.ack.reject().await.unwrap();
+            let again = rx.receive(&cancel).await.unwrap().unwrap();
+            assert_eq!((again.event.id.as_str(), again.event.attempt), ("3", 2));
+            assert_eq!(tx.unsettled(), 1);
+            again.ack.ack().await.unwrap();
+            assert!(rx.receive(&cancel).await.unwrap().is_none());
+            assert!(tx.send(event(9)).await.is_err());
+        }
+
+        #[tokio::test]
+        async fn a_full_channel_holds_the_sender_until_a_delivery_settles() {
+            let (tx, mut rx) = channel(2);
+            let cancel = CancellationToken::new();
+            tx.send(event(1)).await.unwrap();
+            tx.send(event(2)).await.unwrap();
+            let blocked = tokio::time::timeout(Duration::from_millis(50), tx.send(event(3))).await;
+            assert!(blocked.is_err(), "the third send should wait");
+            let d = rx.receive(&cancel).await.unwrap().unwrap();
+            d.ack.ack().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), tx.send(event(3)))
+                .await
+                .unwrap()
+                .unwrap();
+            // A cancelled receive ends at once.
+            let stopped = CancellationToken::new();
+            stopped.cancel();
+            let (_tx, mut empty) = channel(1);
+            assert!(empty.receive(&stopped).await.unwrap().is_none());
+        }
+    }
+}
