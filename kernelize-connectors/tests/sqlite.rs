@@ -1186,7 +1186,7 @@ async fn metadata_describes_the_plugin() {
     assert_eq!(meta.id, "sqlite-connector");
     assert_eq!(meta.category, kernelize_core::Category::Connector);
     let actions: Vec<&str> = meta.actions.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(actions, vec!["extract", "load", "query"]);
+    assert_eq!(actions, vec!["execute", "extract", "load", "query"]);
     assert_eq!(meta.config_schema["additionalProperties"], json!(false));
     for setting in [
         "path",

@@ -21,9 +21,14 @@ pub use kernelize_core as core;
 ))]
 pub use kernelize_compress as compress;
 
-/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`), and SQL
-/// databases (feature `sqlite`).
-#[cfg(any(feature = "http", feature = "sqlite"))]
+/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`), SQL
+/// databases (features `sqlite`, `postgres`) and Redis (feature `redis`).
+#[cfg(any(
+    feature = "http",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
 pub use kernelize_connectors as connectors;
 
 /// The workflow engine (feature `workflow`).
@@ -34,8 +39,9 @@ pub use kernelize_workflow as workflow;
 ///
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
 /// plugin per enabled codec (`none` and the codecs the features name, `image-*` for the image
-/// codecs), then `http` with the `http` feature and `sqlite-connector` with the `sqlite`
-/// feature; further connectors join them as their features are enabled.
+/// codecs), then `http` with the `http` feature, `sqlite-connector` with the `sqlite`
+/// feature, `postgres-connector` with the `postgres` feature and `redis-connector` with the
+/// `redis` feature; further connectors join them as their features are enabled.
 pub fn builtin_factories() -> Vec<PluginFactory> {
     #[allow(unused_mut)]
     let mut all = kernelize_core::builtins::factories();
@@ -55,6 +61,10 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
     all.push(kernelize_connectors::http::plugin::factory());
     #[cfg(feature = "sqlite")]
     all.push(kernelize_connectors::sql::sqlite::factory());
+    #[cfg(feature = "postgres")]
+    all.push(kernelize_connectors::sql::postgres::factory());
+    #[cfg(feature = "redis")]
+    all.push(kernelize_connectors::redis::factory());
     all
 }
 

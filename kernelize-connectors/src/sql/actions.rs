@@ -1,8 +1,9 @@
-//! The actions every SQL connector offers — `query`, `extract`, `load` — and their shared
-//! implementation over a [`SqlBackend`].
+//! The actions every SQL connector offers — `query`, `extract`, `load`, `execute` — and their
+//! shared implementation over a [`SqlBackend`].
 //!
 //! A connector plugin lists these [`Action`]s in its router and implements each
-//! [`kernelize_core::Handler`] in one line, forwarding to [`query`], [`extract`] and [`load`].
+//! [`kernelize_core::Handler`] in one line, forwarding to [`query`], [`extract`], [`load`]
+//! and [`execute`].
 
 use kernelize_core::{Action, ActionContext, Error, ErrorKind, Payload, Records, Result};
 use schemars::JsonSchema;
@@ -68,6 +69,22 @@ pub struct LoadConfig {
     /// Create the table from the input's columns when it does not exist (default true).
     #[serde(default = "default_true")]
     pub create: bool,
+    /// Schema evolution: when the table exists but lacks some of the input's columns, add
+    /// them as nullable columns (`ALTER TABLE .. ADD COLUMN`, in the load's transaction)
+    /// instead of failing (default false).
+    #[serde(default)]
+    pub add_columns: bool,
+}
+
+/// Per-call config of `execute`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteConfig {
+    /// One SQL statement (DDL or DML). `:name` placeholders are bound as for `query`.
+    pub sql: String,
+    /// Values of placeholders; they win over run variables of the same name.
+    #[serde(default)]
+    pub params: Map<String, Value>,
 }
 
 /// What `query` returns for a statement without result columns.
@@ -125,6 +142,18 @@ impl Action for Load {
     type Output = LoadSummary;
 }
 
+/// `execute`: runs one statement for its effect.
+#[derive(Debug)]
+pub struct Execute;
+
+impl Action for Execute {
+    const NAME: &'static str = "execute";
+    const DESCRIPTION: &'static str = "Run one SQL statement (DDL or DML) with :name placeholders bound; returns {\"rows_affected\": N}.";
+    type Config = ExecuteConfig;
+    type Input = Payload;
+    type Output = RowsAffected;
+}
+
 /// The row bound of a call: the config's, but never more than the plugin's.
 fn effective_max_rows(config: Option<usize>, plugin: usize) -> usize {
     config.map_or(plugin, |m| m.min(plugin))
@@ -168,6 +197,17 @@ pub async fn query(
     }
 }
 
+/// Runs `execute`: the statement's effect, as `{"rows_affected": N}`.
+pub async fn execute(
+    backend: &dyn SqlBackend,
+    ctx: &ActionContext,
+    config: ExecuteConfig,
+) -> Result<RowsAffected> {
+    let bound = bound_query(backend, ctx, &config.sql, &config.params)?;
+    let rows_affected = backend.execute(ctx, &bound).await?;
+    Ok(RowsAffected { rows_affected })
+}
+
 /// Runs `extract`: the rows as records, sorted by the watermark column when one is named.
 pub async fn extract(
     backend: &dyn SqlBackend,
@@ -200,8 +240,9 @@ pub async fn extract(
     Ok(records)
 }
 
-/// Runs `load` in one transaction: plan, create the table or check its columns, clear it for
-/// `replace`, insert in batches, commit. Any error rolls everything back.
+/// Runs `load` in one transaction: plan, create the table or check its columns (adding the
+/// missing ones with `add_columns`), clear it for `replace`, insert in batches, commit. Any
+/// error rolls everything back.
 pub async fn load(
     backend: &dyn SqlBackend,
     ctx: &ActionContext,
@@ -229,7 +270,18 @@ pub async fn load(
     let mut tx = backend.begin_load().await?;
     let created = match tx.table_columns(&table).await? {
         Some(existing) => {
-            plan.check_existing_columns(&existing)?;
+            if config.add_columns {
+                for column in plan.missing_columns(&existing) {
+                    tx.execute(&plan.add_column_sql(column), Vec::new())
+                        .await
+                        .map_err(|e| {
+                            e.with_context("table", &table)
+                                .with_context("column", &column.name)
+                        })?;
+                }
+            } else {
+                plan.check_existing_columns(&existing)?;
+            }
             false
         }
         None if config.create => {

@@ -52,6 +52,10 @@ pub trait SqlBackend: Send + Sync {
         options: RunOptions,
     ) -> Result<StatementOutcome>;
 
+    /// Runs one bound statement for its effect (DDL, DML) and returns the rows it changed,
+    /// as the database counts them; any rows it returns are read and dropped.
+    async fn execute(&self, ctx: &ActionContext, query: &BoundQuery) -> Result<u64>;
+
     /// Starts the write transaction of a load.
     async fn begin_load(&self) -> Result<Box<dyn LoadTransaction>>;
 }

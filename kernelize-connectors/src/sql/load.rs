@@ -422,6 +422,30 @@ impl LoadPlan {
         Ok(())
     }
 
+    /// The records' columns that `existing` (the table's column names) lacks.
+    pub fn missing_columns(&self, existing: &[String]) -> Vec<&LoadColumn> {
+        self.columns
+            .iter()
+            .filter(|c| {
+                !existing
+                    .iter()
+                    .any(|e| same_identifier(self.dialect, e, &c.name))
+            })
+            .collect()
+    }
+
+    /// `ALTER TABLE .. ADD COLUMN` for `column`, nullable, with the type a created table
+    /// would give it.
+    pub fn add_column_sql(&self, column: &LoadColumn) -> String {
+        let d = self.dialect;
+        format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            self.table.quoted(d),
+            d.quote_identifier(&column.name),
+            (d.column_type)(column.stored_as)
+        )
+    }
+
     /// Readers of a batch's columns, in load order.
     pub fn cells(&self, batch: &RecordBatch) -> Result<Vec<Cells>> {
         batch

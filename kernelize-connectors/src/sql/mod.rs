@@ -1,6 +1,6 @@
-//! SQL databases as connectors: what every SQL connector shares, and SQLite.
+//! SQL databases as connectors: what every SQL connector shares, SQLite and PostgreSQL.
 //!
-//! Three actions, the same for every database ([`actions`]):
+//! Four actions, the same for every database ([`actions`]):
 //!
 //! - `query` — `{sql, params?, max_rows?}`: one statement. A statement with result columns
 //!   (`SELECT`, `PRAGMA ...`, `INSERT ... RETURNING`) returns its rows as records (Arrow);
@@ -12,9 +12,12 @@
 //!   sorted by that column and the schema metadata holds `kernelize.watermark.column` and
 //!   `kernelize.watermark.max`, the column's greatest value as text (absent when there are
 //!   no rows or only NULLs); see [`result_set`].
-//! - `load` — records in; `{table, mode: append|upsert|replace, key?, create?}`: one
-//!   transaction of batched multi-row `INSERT`s; returns `{"rows_written", "table",
-//!   "created"}`; see [`load`].
+//! - `load` — records in; `{table, mode: append|upsert|replace, key?, create?,
+//!   add_columns?}`: one transaction of batched multi-row `INSERT`s (with `add_columns`,
+//!   columns the table lacks are added as nullable first); returns `{"rows_written",
+//!   "table", "created"}`; see [`load`].
+//! - `execute` — `{sql, params?}`: one statement for its effect (DDL, DML); returns
+//!   `{"rows_affected": N}`.
 //!
 //! `:name` placeholders are bound as values, never spliced: the value comes from the call
 //! config's `params`, then from the call's variables ([`kernelize_core::Call::vars`]: a
@@ -37,36 +40,31 @@
 //! | [`load`]         | planning a load: `CREATE TABLE`, batched `INSERT`, upsert      |
 //! | [`error`]        | sqlx errors → Kernelize errors (kind, temporary, code)         |
 //! | [`backend`]      | the two traits a database implements                           |
-//! | [`actions`]      | `query`, `extract`, `load`: configs, outputs, implementation   |
+//! | [`actions`]      | `query`, `extract`, `load`, `execute`: configs, outputs, implementation |
 //! | [`sqlite`]       | SQLite: dialect, settings, pool, row decoding, the plugin      |
+//! | [`postgres`]     | PostgreSQL: dialect, settings, pool, typed binding, row decoding, the plugin |
 //!
-//! ## How PostgreSQL and MySQL plug in
+//! ## How a database plugs in (MySQL next)
 //!
-//! Each is one more file beside `sqlite.rs` and one cargo feature; nothing above changes:
+//! Each is one more file beside `sqlite.rs` and `postgres.rs` and one cargo feature:
 //!
-//! 1. `Cargo.toml`: `postgres = ["_sql", "sqlx/postgres"]` (or `mysql = ["_sql",
-//!    "sqlx/mysql"]`); `_sql` already brings sqlx, chrono and arrow-cast.
-//! 2. `src/sql/postgres.rs`:
-//!    - a `DIALECT` constant: `$1` numbered slots (`PlaceholderStyle::Numbered('$')`),
-//!      lexical rules with dollar-quoted strings and nested comments but no `[..]`
-//!      identifiers (they are array subscripts there), `$` as its own marker, `"` quoting
-//!      case-sensitive identifiers, 65535 bound values, `BIGINT`/`DOUBLE PRECISION`/
-//!      `TIMESTAMPTZ`/`DATE`/`BYTEA` column types, and SQLSTATE classes for errors
-//!      (`40001`/`40P01` temporary, `28xxx` permission denied). MySQL: positional `?`
-//!      (`PlaceholderStyle::Positional`), backticks, backslash escapes and `#` comments,
-//!      `?` as its marker; its upsert is `ON DUPLICATE KEY UPDATE`, which needs one more
-//!      dialect field read by [`load::LoadPlan::insert_sql`];
-//!    - an [`backend::SqlBackend`] over `PgPool`: prepare, decode each column into a
-//!      [`value::SqlValue`] (with native timestamps, dates and booleans), read
-//!      `information_schema.columns` for [`backend::LoadTransaction::table_columns`];
-//!    - settings (`url` as a `${secret:..}`, pool size, TLS) and a plugin that declares
-//!      `Permission::Network` for its host instead of file grants, and whose three
-//!      `Handler`s forward to [`actions::query`], [`actions::extract`] and
-//!      [`actions::load`], as SQLite's do.
+//! 1. `Cargo.toml`: `mysql = ["_sql", "sqlx/mysql"]`; `_sql` already brings sqlx, chrono
+//!    and arrow-cast.
+//! 2. `src/sql/mysql.rs`, shaped as `postgres.rs`:
+//!    - a `DIALECT` constant: positional `?` (`PlaceholderStyle::Positional`), backticks,
+//!      backslash escapes and `#` comments, `?` as its marker; its upsert is `ON DUPLICATE
+//!      KEY UPDATE`, which needs one more dialect field read by
+//!      [`load::LoadPlan::insert_sql`];
+//!    - a [`backend::SqlBackend`] over its pool: prepare, decode each column into a
+//!      [`value::SqlValue`], list a table's columns for
+//!      [`backend::LoadTransaction::table_columns`];
+//!    - settings (`url`, pool limits) and a plugin that declares `Permission::Network` for
+//!      its host, and whose four `Handler`s forward to [`actions::query`],
+//!      [`actions::extract`], [`actions::load`] and [`actions::execute`].
 //! 3. `lib.rs` `factories()` and the facade register its factory under its feature.
 //!
-//! The tests of `tests/sqlite.rs` are written against the actions' behaviour; a later
-//! connector runs the same cases against its service.
+//! `tests/sqlite.rs` and `tests/postgres.rs` are written against the actions' behaviour;
+//! the next connector runs the same cases against its service.
 
 pub mod actions;
 pub mod backend;
@@ -75,6 +73,8 @@ pub mod dialect;
 pub mod error;
 pub mod load;
 pub mod placeholders;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod result_set;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -13,7 +13,8 @@
 //! | text only                      | `Utf8`                                                |
 //! | bytes only                     | `Binary`                                              |
 //! | booleans / timestamps / dates  | `Boolean` / `Timestamp(µs, UTC)` / `Date32`           |
-//! | none (no rows, or all NULL)    | from the declared type: `INTEGER`→`Int64`, `REAL`→`Float64`, `TEXT`→`Utf8`, `BLOB`→`Binary`, `BOOLEAN`→`Boolean`, else `Utf8` |
+//! | timestamps without a time zone | `Timestamp(µs)` (no time zone)                        |
+//! | none (no rows, or all NULL)    | from the declared type: `INTEGER`→`Int64`, `REAL`→`Float64`, `TEXT`→`Utf8`, `BLOB`→`Binary`, `BOOLEAN`→`Boolean`, `DATE`→`Date32`, timestamps as above, else `Utf8` |
 //! | any other mix (text and integers, ...) | an error naming the column and two rows that disagree; `CAST` the column in the query |
 //!
 //! Every field is nullable. A mix is an error rather than a silent conversion to text so that
@@ -67,6 +68,12 @@ pub enum DeclaredType {
     Blob,
     /// A boolean type.
     Boolean,
+    /// A calendar date type.
+    Date,
+    /// An instant (PostgreSQL's `timestamptz`).
+    Timestamp,
+    /// A date and time without a time zone (PostgreSQL's `timestamp`).
+    LocalTimestamp,
     /// No declared type (an expression), or one without a fixed storage (SQLite's
     /// `NUMERIC`, `DATETIME`).
     Unknown,
@@ -258,11 +265,15 @@ fn column_type(column: &ColumnInfo, rows: &[Vec<SqlValue>], index: usize) -> Res
         Some(SqlValue::Bytes(_)) => DataType::Binary,
         Some(SqlValue::Timestamp(_)) => timestamp_type(),
         Some(SqlValue::Date(_)) => DataType::Date32,
+        Some(SqlValue::LocalTimestamp(_)) => local_timestamp_type(),
         Some(SqlValue::Null) | None => match column.declared {
             DeclaredType::Integer => DataType::Int64,
             DeclaredType::Real => DataType::Float64,
             DeclaredType::Blob => DataType::Binary,
             DeclaredType::Boolean => DataType::Boolean,
+            DeclaredType::Date => DataType::Date32,
+            DeclaredType::Timestamp => timestamp_type(),
+            DeclaredType::LocalTimestamp => local_timestamp_type(),
             DeclaredType::Text | DeclaredType::Unknown => DataType::Utf8,
         },
     })
@@ -270,6 +281,10 @@ fn column_type(column: &ColumnInfo, rows: &[Vec<SqlValue>], index: usize) -> Res
 
 fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn local_timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
 }
 
 /// Column `index` of `rows` as an array of type `data_type` (which [`column_type`] chose, so
@@ -316,6 +331,16 @@ fn build_column(data_type: &DataType, rows: &[Vec<SqlValue>], index: usize) -> A
                     SqlValue::Bytes(x) => b.append_value(x),
                     _ => b.append_null(),
                 }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Timestamp(_, None) => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len());
+            for v in values {
+                b.append_option(match v {
+                    SqlValue::LocalTimestamp(t) => Some(t.and_utc().timestamp_micros()),
+                    _ => None,
+                });
             }
             Arc::new(b.finish())
         }

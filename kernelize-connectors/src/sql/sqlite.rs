@@ -23,7 +23,7 @@
 //!
 //! ## Actions
 //!
-//! The shared SQL actions ([`super::actions`]): `query`, `extract`, `load`, with the
+//! The shared SQL actions ([`super::actions`]): `query`, `extract`, `load`, `execute`, with the
 //! behaviour described there and in the [`super`] module. SQLite specifics:
 //!
 //! - placeholders become numbered `?N` slots (a load's `INSERT`s use anonymous `?`, which
@@ -62,7 +62,8 @@ use sqlx::{
 };
 
 use super::actions::{
-    self, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query, QueryConfig,
+    self, Execute, ExecuteConfig, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query,
+    QueryConfig, RowsAffected,
 };
 use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome};
 use super::bind::BoundQuery;
@@ -70,7 +71,7 @@ use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, Stored
 use super::error::database_error;
 use super::load::TableName;
 use super::result_set::{ColumnInfo, DeclaredType, ResultSet};
-use super::value::{SqlValue, rfc3339};
+use super::value::{SqlValue, local_timestamp_text, rfc3339};
 
 /// The plugin's id.
 pub const ID: &str = "sqlite-connector";
@@ -303,6 +304,7 @@ static ROUTER: LazyLock<ActionRouter<SqliteConnector>> = LazyLock::new(|| {
         .action::<Query>()
         .action::<Extract>()
         .action::<Load>()
+        .action::<Execute>()
 });
 
 /// The `sqlite-connector` plugin's factory, for a registry or a manager.
@@ -446,6 +448,19 @@ impl Handler<Load> for SqliteConnector {
     }
 }
 
+#[async_trait]
+impl Handler<Execute> for SqliteConnector {
+    async fn handle(
+        &self,
+        ctx: ActionContext,
+        config: ExecuteConfig,
+        _input: Payload,
+    ) -> Result<RowsAffected> {
+        let db = self.database(&ctx)?;
+        actions::execute(&db.backend, &ctx, config).await
+    }
+}
+
 /// A pool of connections to one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
@@ -531,6 +546,7 @@ fn arguments(values: &[SqlValue]) -> Result<SqliteArguments> {
             SqlValue::Bytes(b) => args.add(b.clone()),
             SqlValue::Timestamp(t) => args.add(rfc3339(t)),
             SqlValue::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
+            SqlValue::LocalTimestamp(t) => args.add(local_timestamp_text(t)),
         };
         added.map_err(|e| {
             Error::new(
@@ -642,6 +658,15 @@ impl SqlBackend for SqliteBackend {
             result.push(values)?;
         }
         Ok(StatementOutcome::Rows(result))
+    }
+
+    async fn execute(&self, ctx: &ActionContext, query: &BoundQuery) -> Result<u64> {
+        ctx.check_alive()?;
+        let done = sqlx::query_with(AssertSqlSafe(query.sql.clone()), arguments(&query.values)?)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| database_error(&DIALECT, "run the statement", e))?;
+        Ok(done.rows_affected())
     }
 
     async fn begin_load(&self) -> Result<Box<dyn LoadTransaction>> {

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use kernelize_core::{Error, ErrorKind, Result};
 use serde_json::Value;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 ///
 /// Each database binds and decodes these in its own way: SQLite, which has no timestamp or
 /// date type, binds a [`SqlValue::Timestamp`] as RFC 3339 text and a [`SqlValue::Date`] as
-/// `YYYY-MM-DD`; PostgreSQL will bind them natively.
+/// `YYYY-MM-DD`; PostgreSQL binds every value as the type it inferred for the slot.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SqlValue {
@@ -30,6 +30,8 @@ pub enum SqlValue {
     Timestamp(DateTime<Utc>),
     /// A calendar date.
     Date(NaiveDate),
+    /// A date and time of day without a time zone (PostgreSQL's `timestamp`).
+    LocalTimestamp(NaiveDateTime),
 }
 
 impl SqlValue {
@@ -68,6 +70,7 @@ impl SqlValue {
             SqlValue::Bytes(_) => "BLOB",
             SqlValue::Timestamp(_) => "TIMESTAMP",
             SqlValue::Date(_) => "DATE",
+            SqlValue::LocalTimestamp(_) => "TIMESTAMP WITHOUT TIME ZONE",
         }
     }
 
@@ -83,18 +86,20 @@ impl SqlValue {
             SqlValue::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
             SqlValue::Timestamp(t) => rfc3339(t),
             SqlValue::Date(d) => d.format("%Y-%m-%d").to_string(),
+            SqlValue::LocalTimestamp(t) => local_timestamp_text(t),
         })
     }
 
     /// Orders values the way SQLite's `ORDER BY` does: NULL first, then numbers (integers
     /// and floats compared by value, booleans as 0 and 1), then dates and timestamps, then
-    /// text (byte-wise), then bytes.
+    /// text (byte-wise), then bytes. Timestamps without a time zone sort among themselves
+    /// (and, against the other kinds, as if they were UTC).
     pub fn sql_cmp(&self, other: &SqlValue) -> Ordering {
         fn rank(v: &SqlValue) -> u8 {
             match v {
                 SqlValue::Null => 0,
                 SqlValue::Bool(_) | SqlValue::Int(_) | SqlValue::Float(_) => 1,
-                SqlValue::Date(_) | SqlValue::Timestamp(_) => 2,
+                SqlValue::Date(_) | SqlValue::Timestamp(_) | SqlValue::LocalTimestamp(_) => 2,
                 SqlValue::Text(_) => 3,
                 SqlValue::Bytes(_) => 4,
             }
@@ -113,6 +118,7 @@ impl SqlValue {
             (SqlValue::Bytes(a), SqlValue::Bytes(b)) => a.cmp(b),
             (SqlValue::Timestamp(a), SqlValue::Timestamp(b)) => a.cmp(b),
             (SqlValue::Date(a), SqlValue::Date(b)) => a.cmp(b),
+            (SqlValue::LocalTimestamp(a), SqlValue::LocalTimestamp(b)) => a.cmp(b),
             (SqlValue::Date(a), SqlValue::Timestamp(b)) => {
                 date_start(a).cmp(b).then(Ordering::Less)
             }
@@ -129,6 +135,12 @@ impl SqlValue {
 
 fn date_start(d: &NaiveDate) -> DateTime<Utc> {
     d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// A timestamp without a time zone as `YYYY-MM-DDTHH:MM:SS` with as many fraction digits
+/// as it needs: `2026-11-27T03:25:00`, `2026-11-27T03:25:00.5`.
+pub fn local_timestamp_text(t: &NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
 }
 
 /// An instant as RFC 3339 UTC with a `Z`, with as many fraction digits as it needs (none,
