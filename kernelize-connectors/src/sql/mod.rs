@@ -69,6 +69,7 @@
 pub mod actions;
 pub mod backend;
 pub mod bind;
+pub mod connector;
 pub mod dialect;
 pub mod error;
 pub mod load;

@@ -65,19 +65,13 @@ use std::str::FromStr;
 
 // Only for its `chrono-tz` feature: `Timestamp(µs, "UTC")` columns convert to JSON.
 use arrow_array as _;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
-use kernelize_core::plugin::{
-    ActionContext, ActionRouter, Call, Category, Handler, HealthReport, InitContext, Plugin,
-    PluginMetadata,
-};
-use kernelize_core::{
-    Error, ErrorKind, Payload, Permission, PermissionGuard, PluginFactory, Records, Result,
-};
+use kernelize_core::plugin::ActionContext;
+use kernelize_core::{Error, ErrorKind, Permission, PermissionGuard, PluginFactory, Result};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -92,12 +86,9 @@ use sqlx::{
     Transaction, Type, TypeInfo, ValueRef,
 };
 
-use super::actions::{
-    self, Execute, ExecuteConfig, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query,
-    QueryConfig, RowsAffected,
-};
 use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome};
 use super::bind::BoundQuery;
+use super::connector::{SqlConnector, SqlDatabase};
 use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
 use super::error::database_error;
 use super::load::TableName;
@@ -366,164 +357,60 @@ impl PostgresSettings {
     }
 }
 
-static ROUTER: LazyLock<ActionRouter<PostgresConnector>> = LazyLock::new(|| {
-    ActionRouter::new()
-        .action::<Query>()
-        .action::<Extract>()
-        .action::<Load>()
-        .action::<Execute>()
-});
+/// PostgreSQL, for [`SqlConnector`].
+#[derive(Debug)]
+pub struct PostgresDatabase;
+
+/// The `postgres-connector` plugin. Made by [`factory`] and opened by the manager's
+/// `initialize`, or opened directly with [`SqlConnector::open`].
+pub type PostgresConnector = SqlConnector<PostgresDatabase>;
 
 /// The `postgres-connector` plugin's factory, for a registry or a manager.
 pub fn factory() -> PluginFactory {
     PluginFactory::new(|| Box::new(PostgresConnector::new()))
 }
 
-/// The `postgres-connector` plugin. Made by [`factory`] and opened by the manager's
-/// `initialize`, or opened directly with [`PostgresConnector::open`].
-#[derive(Debug, Default)]
-pub struct PostgresConnector {
-    open: Option<OpenDatabase>,
-}
+#[async_trait]
+impl SqlDatabase for PostgresDatabase {
+    const ID: &'static str = ID;
+    const NAME: &'static str = "PostgreSQL";
+    const DESCRIPTION: &'static str = "Reads (query, incremental extract), writes (load: append, upsert, replace) and changes (execute) a PostgreSQL database as records.";
+    type Settings = PostgresSettings;
+    type Backend = PostgresBackend;
 
-#[derive(Debug)]
-struct OpenDatabase {
-    settings: PostgresSettings,
-    server: Server,
-    backend: PostgresBackend,
-}
-
-impl PostgresConnector {
-    /// A connector not yet opened.
-    pub fn new() -> Self {
-        Self::default()
+    fn declared_permissions() -> Vec<Permission> {
+        vec![Permission::Network { host: "*".into() }]
     }
 
-    /// Connects with `settings`, checking them against `permissions` (the grants each call
-    /// is checked against too) before any connection is made.
-    pub async fn open(settings: PostgresSettings, permissions: &PermissionGuard) -> Result<Self> {
+    /// Checks the settings and the network grant before any connection is made.
+    async fn open(
+        settings: &PostgresSettings,
+        grants: &PermissionGuard,
+    ) -> Result<PostgresBackend> {
         settings.check()?;
         let (options, server) = settings.connect_options()?;
-        settings.check_permissions(permissions, &server)?;
-        let backend = PostgresBackend::connect(&settings, options, &server).await?;
-        Ok(PostgresConnector {
-            open: Some(OpenDatabase {
-                settings,
-                server,
-                backend,
-            }),
-        })
+        settings.check_permissions(grants, &server)?;
+        PostgresBackend::connect(settings, options, server).await
     }
 
-    /// The open database, after checking the call's grants.
-    fn database(&self, ctx: &ActionContext) -> Result<&OpenDatabase> {
-        let open = self.open.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidState,
-                "the postgres-connector is not initialized",
-            )
-        })?;
-        open.settings
-            .check_permissions(&ctx.permissions, &open.server)?;
-        Ok(open)
-    }
-}
-
-#[async_trait]
-impl Plugin for PostgresConnector {
-    fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new(
-            ID,
-            "PostgreSQL",
-            semver::Version::new(0, 1, 0),
-            Category::Connector,
-        )
-        .description(
-            "Reads (query, incremental extract), writes (load: append, upsert, replace) and changes (execute) a PostgreSQL database as records.",
-        )
-        .author("Kernelize")
-        .needs(Permission::Network { host: "*".into() })
-        .config_type::<PostgresSettings>()
-        .actions(ROUTER.descriptors())
+    fn check_call(
+        settings: &PostgresSettings,
+        backend: &PostgresBackend,
+        grants: &PermissionGuard,
+    ) -> Result<()> {
+        settings.check_permissions(grants, &backend.server)
     }
 
-    async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
-        let settings: PostgresSettings = ctx.config.parse()?;
-        *self = PostgresConnector::open(settings, &ctx.permissions).await?;
-        Ok(())
+    fn max_rows(settings: &PostgresSettings) -> usize {
+        settings.max_rows
     }
 
-    async fn execute(&self, call: Call) -> Result<Payload> {
-        ROUTER.dispatch(self, call).await
+    async fn close(backend: &PostgresBackend) {
+        backend.pool.close().await;
     }
 
-    async fn shutdown(&self) -> Result<()> {
-        if let Some(open) = &self.open {
-            open.backend.pool.close().await;
-        }
-        Ok(())
-    }
-
-    async fn health(&self) -> HealthReport {
-        match &self.open {
-            None => HealthReport::unhealthy("not initialized"),
-            Some(open) if open.backend.pool.is_closed() => {
-                HealthReport::unhealthy("the connection pool is closed")
-            }
-            Some(_) => HealthReport::healthy(),
-        }
-    }
-}
-
-#[async_trait]
-impl Handler<Query> for PostgresConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: QueryConfig,
-        _input: Payload,
-    ) -> Result<Payload> {
-        let db = self.database(&ctx)?;
-        actions::query(&db.backend, &ctx, config, db.settings.max_rows).await
-    }
-}
-
-#[async_trait]
-impl Handler<Extract> for PostgresConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: ExtractConfig,
-        _input: Payload,
-    ) -> Result<Records> {
-        let db = self.database(&ctx)?;
-        actions::extract(&db.backend, &ctx, config, db.settings.max_rows).await
-    }
-}
-
-#[async_trait]
-impl Handler<Load> for PostgresConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: LoadConfig,
-        input: Records,
-    ) -> Result<LoadSummary> {
-        let db = self.database(&ctx)?;
-        actions::load(&db.backend, &ctx, config, input).await
-    }
-}
-
-#[async_trait]
-impl Handler<Execute> for PostgresConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: ExecuteConfig,
-        _input: Payload,
-    ) -> Result<RowsAffected> {
-        let db = self.database(&ctx)?;
-        actions::execute(&db.backend, &ctx, config).await
+    fn is_closed(backend: &PostgresBackend) -> bool {
+        backend.pool.is_closed()
     }
 }
 
@@ -531,6 +418,7 @@ impl Handler<Execute> for PostgresConnector {
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
     pool: PgPool,
+    server: Server,
 }
 
 impl PostgresBackend {
@@ -539,7 +427,7 @@ impl PostgresBackend {
     async fn connect(
         settings: &PostgresSettings,
         options: PgConnectOptions,
-        server: &Server,
+        server: Server,
     ) -> Result<Self> {
         let doing = format!("connect to {}", server.label);
         let pool = PgPoolOptions::new()
@@ -551,7 +439,7 @@ impl PostgresBackend {
                 let err = database_error(&DIALECT, &doing, e).with_context("server", &server.label);
                 scrub(err, settings)
             })?;
-        Ok(PostgresBackend { pool })
+        Ok(PostgresBackend { pool, server })
     }
 }
 

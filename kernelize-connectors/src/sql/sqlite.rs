@@ -39,18 +39,12 @@
 //!   then reset before it serves another call.
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use kernelize_core::plugin::{
-    ActionContext, ActionRouter, Call, Category, Handler, HealthReport, InitContext, Plugin,
-    PluginMetadata,
-};
-use kernelize_core::{
-    Error, ErrorKind, Payload, Permission, PermissionGuard, PluginFactory, Records, Result,
-};
+use kernelize_core::plugin::ActionContext;
+use kernelize_core::{Error, ErrorKind, Permission, PermissionGuard, PluginFactory, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
@@ -61,12 +55,9 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::actions::{
-    self, Execute, ExecuteConfig, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query,
-    QueryConfig, RowsAffected,
-};
 use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome};
 use super::bind::BoundQuery;
+use super::connector::{SqlConnector, SqlDatabase};
 use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
 use super::error::database_error;
 use super::load::TableName;
@@ -299,165 +290,69 @@ impl SqliteSettings {
     }
 }
 
-static ROUTER: LazyLock<ActionRouter<SqliteConnector>> = LazyLock::new(|| {
-    ActionRouter::new()
-        .action::<Query>()
-        .action::<Extract>()
-        .action::<Load>()
-        .action::<Execute>()
-});
+/// SQLite, for [`SqlConnector`].
+#[derive(Debug)]
+pub struct SqliteDatabase;
+
+/// The `sqlite-connector` plugin. Made by [`factory`] and opened by the manager's
+/// `initialize`, or opened directly with [`SqlConnector::open`].
+pub type SqliteConnector = SqlConnector<SqliteDatabase>;
 
 /// The `sqlite-connector` plugin's factory, for a registry or a manager.
 pub fn factory() -> PluginFactory {
     PluginFactory::new(|| Box::new(SqliteConnector::new()))
 }
 
-/// The `sqlite-connector` plugin. Made by [`factory`] and opened by the manager's
-/// `initialize`, or opened directly with [`SqliteConnector::open`].
-#[derive(Debug, Default)]
-pub struct SqliteConnector {
-    open: Option<OpenDatabase>,
-}
+#[async_trait]
+impl SqlDatabase for SqliteDatabase {
+    const ID: &'static str = ID;
+    const NAME: &'static str = "SQLite";
+    const DESCRIPTION: &'static str = "Reads (query, incremental extract) and writes (load: append, upsert, replace; execute) a SQLite database file as records.";
+    type Settings = SqliteSettings;
+    type Backend = SqliteBackend;
 
-#[derive(Debug)]
-struct OpenDatabase {
-    settings: SqliteSettings,
-    backend: SqliteBackend,
-}
-
-impl SqliteConnector {
-    /// A connector not yet opened.
-    pub fn new() -> Self {
-        Self::default()
+    fn declared_permissions() -> Vec<Permission> {
+        vec![
+            Permission::FileRead { path: "/".into() },
+            Permission::FileWrite { path: "/".into() },
+        ]
     }
 
-    /// Opens the database of `settings`, checking them against `permissions` (the grants
-    /// each call is checked against too).
-    pub async fn open(settings: SqliteSettings, permissions: &PermissionGuard) -> Result<Self> {
+    async fn open(settings: &SqliteSettings, grants: &PermissionGuard) -> Result<SqliteBackend> {
         settings.check()?;
-        settings.check_permissions(permissions)?;
-        let backend = SqliteBackend::connect(&settings).await?;
-        Ok(SqliteConnector {
-            open: Some(OpenDatabase { settings, backend }),
-        })
+        settings.check_permissions(grants)?;
+        SqliteBackend::connect(settings).await
     }
 
-    /// The open database, after checking the call's grants.
-    fn database(&self, ctx: &ActionContext) -> Result<&OpenDatabase> {
-        let open = self.open.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidState,
-                "the sqlite-connector is not initialized",
-            )
-        })?;
-        open.settings.check_permissions(&ctx.permissions)?;
-        Ok(open)
-    }
-}
-
-#[async_trait]
-impl Plugin for SqliteConnector {
-    fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new(
-            ID,
-            "SQLite",
-            semver::Version::new(0, 1, 0),
-            Category::Connector,
-        )
-        .description(
-            "Reads (query, incremental extract) and writes (load: append, upsert, replace) a SQLite database file as records.",
-        )
-        .author("Kernelize")
-        .needs(Permission::FileRead { path: "/".into() })
-        .needs(Permission::FileWrite { path: "/".into() })
-        .config_type::<SqliteSettings>()
-        .actions(ROUTER.descriptors())
+    fn check_call(
+        settings: &SqliteSettings,
+        _backend: &SqliteBackend,
+        grants: &PermissionGuard,
+    ) -> Result<()> {
+        settings.check_permissions(grants)
     }
 
-    async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
-        let settings: SqliteSettings = ctx.config.parse()?;
-        *self = SqliteConnector::open(settings, &ctx.permissions).await?;
-        Ok(())
-    }
-
-    async fn execute(&self, call: Call) -> Result<Payload> {
-        ROUTER.dispatch(self, call).await
-    }
-
-    async fn shutdown(&self) -> Result<()> {
-        if let Some(open) = &self.open {
-            open.backend.pool.close().await;
-        }
-        Ok(())
-    }
-
-    async fn health(&self) -> HealthReport {
-        match &self.open {
-            None => HealthReport::unhealthy("not initialized"),
-            Some(open) if open.backend.pool.is_closed() => {
-                HealthReport::unhealthy("the connection pool is closed")
-            }
-            Some(_) => HealthReport::healthy(),
-        }
-    }
-}
-
-#[async_trait]
-impl Handler<Query> for SqliteConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: QueryConfig,
-        _input: Payload,
-    ) -> Result<Payload> {
-        let db = self.database(&ctx)?;
-        actions::query(&db.backend, &ctx, config, db.settings.max_rows).await
-    }
-}
-
-#[async_trait]
-impl Handler<Extract> for SqliteConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: ExtractConfig,
-        _input: Payload,
-    ) -> Result<Records> {
-        let db = self.database(&ctx)?;
-        actions::extract(&db.backend, &ctx, config, db.settings.max_rows).await
-    }
-}
-
-#[async_trait]
-impl Handler<Load> for SqliteConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: LoadConfig,
-        input: Records,
-    ) -> Result<LoadSummary> {
-        let db = self.database(&ctx)?;
-        if db.settings.read_only {
+    fn check_writable(settings: &SqliteSettings) -> Result<()> {
+        if settings.read_only {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "`load` needs a writable database, but this one is opened with `read_only: true`",
             )
-            .with_context("path", &db.settings.path));
+            .with_context("path", &settings.path));
         }
-        actions::load(&db.backend, &ctx, config, input).await
+        Ok(())
     }
-}
 
-#[async_trait]
-impl Handler<Execute> for SqliteConnector {
-    async fn handle(
-        &self,
-        ctx: ActionContext,
-        config: ExecuteConfig,
-        _input: Payload,
-    ) -> Result<RowsAffected> {
-        let db = self.database(&ctx)?;
-        actions::execute(&db.backend, &ctx, config).await
+    fn max_rows(settings: &SqliteSettings) -> usize {
+        settings.max_rows
+    }
+
+    async fn close(backend: &SqliteBackend) {
+        backend.pool.close().await;
+    }
+
+    fn is_closed(backend: &SqliteBackend) -> bool {
+        backend.pool.is_closed()
     }
 }
 
