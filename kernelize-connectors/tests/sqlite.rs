@@ -1297,3 +1297,56 @@ async fn the_example_sales_db_syncs_into_a_warehouse() {
         .unwrap();
     assert_eq!(again.num_rows(), 0, "nothing is newer than the watermark");
 }
+
+#[tokio::test]
+async fn execute_runs_ddl_and_dml_with_bound_values_and_counts_rows() {
+    let ws = Workspace::new();
+    let db = ws.open("exec.db").await;
+    let created = db
+        .call(
+            "execute",
+            json!({"sql": "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)"}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(created["rows_affected"], 0);
+    for (id, name) in [(1, "Ada"), (2, "Grace'); DROP TABLE people; --")] {
+        db.call(
+            "execute",
+            json!({"sql": "INSERT INTO people (id, name) VALUES (:id, :name)", "params": {"id": id, "name": name}}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap();
+    }
+    // The name that looks like SQL stayed a value.
+    assert_eq!(db.count("people").await, 2);
+    let updated = db
+        .call_with_vars(
+            "execute",
+            json!({"sql": "UPDATE people SET name = upper(name) WHERE id >= :from"}),
+            Payload::Empty,
+            BTreeMap::from([("from".to_string(), json!(1))]),
+        )
+        .await
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(updated["rows_affected"], 2);
+    let rows = db.rows("SELECT name FROM people WHERE id = 1").await;
+    assert_eq!(rows[0]["name"], "ADA");
+    // Bad SQL is a clear error, and nothing changed.
+    let err = db
+        .call(
+            "execute",
+            json!({"sql": "DELETE FROM nowhere"}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    assert_eq!(db.count("people").await, 2);
+}
