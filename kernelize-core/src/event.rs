@@ -212,66 +212,6 @@ pub trait EventSink: Send + Sync + 'static {
     async fn write(&self, events: &[Event]) -> Result<WriteReport>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    struct Recorder(Arc<Mutex<Vec<Settlement>>>);
-
-    #[async_trait]
-    impl Settle for Recorder {
-        async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-            self.0.lock().unwrap().push(settlement);
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn a_handle_settles_once_with_what_was_asked() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        AckHandle::new("1", Recorder(seen.clone()))
-            .ack()
-            .await
-            .unwrap();
-        AckHandle::new("2", Recorder(seen.clone()))
-            .retry(Some(Duration::from_secs(1)))
-            .await
-            .unwrap();
-        AckHandle::new("3", Recorder(seen.clone()))
-            .reject()
-            .await
-            .unwrap();
-        drop(AckHandle::new("4", Recorder(seen.clone())));
-        AckHandle::none("5").ack().await.unwrap();
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![
-                Settlement::Ack,
-                Settlement::Retry {
-                    delay: Some(Duration::from_secs(1))
-                },
-                Settlement::Reject
-            ]
-        );
-    }
-
-    struct Failing;
-
-    #[async_trait]
-    impl Settle for Failing {
-        async fn settle(self: Box<Self>, _: Settlement) -> Result<()> {
-            Err(Error::new(crate::ErrorKind::Dependency, "broker gone"))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_settlement_names_the_delivery() {
-        let e = AckHandle::new("42", Failing).ack().await.unwrap_err();
-        assert_eq!(e.context_value("delivery"), Some("42"));
-    }
-}
-
 pub mod channel {
     //! An in-memory event channel: a bounded queue with acknowledgements, the source for
     //! pipelines fed from Rust (and for tests of everything downstream).
@@ -518,5 +458,65 @@ pub mod channel {
             let (_tx, mut empty) = channel(1);
             assert!(empty.receive(&stopped).await.unwrap().is_none());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct Recorder(Arc<Mutex<Vec<Settlement>>>);
+
+    #[async_trait]
+    impl Settle for Recorder {
+        async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+            self.0.lock().unwrap().push(settlement);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handle_settles_once_with_what_was_asked() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        AckHandle::new("1", Recorder(seen.clone()))
+            .ack()
+            .await
+            .unwrap();
+        AckHandle::new("2", Recorder(seen.clone()))
+            .retry(Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        AckHandle::new("3", Recorder(seen.clone()))
+            .reject()
+            .await
+            .unwrap();
+        drop(AckHandle::new("4", Recorder(seen.clone())));
+        AckHandle::none("5").ack().await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                Settlement::Ack,
+                Settlement::Retry {
+                    delay: Some(Duration::from_secs(1))
+                },
+                Settlement::Reject
+            ]
+        );
+    }
+
+    struct Failing;
+
+    #[async_trait]
+    impl Settle for Failing {
+        async fn settle(self: Box<Self>, _: Settlement) -> Result<()> {
+            Err(Error::new(crate::ErrorKind::Dependency, "broker gone"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_settlement_names_the_delivery() {
+        let e = AckHandle::new("42", Failing).ack().await.unwrap_err();
+        assert_eq!(e.context_value("delivery"), Some("42"));
     }
 }

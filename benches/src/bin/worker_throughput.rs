@@ -9,13 +9,12 @@
 //! measures the time from their start until every run has ended. Needs PostgreSQL on
 //! 127.0.0.1:5432 (user postgres, database test).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kernelize::workflow::store::{RunFilter, SqlStore, Store};
 use kernelize::workflow::{Engine, RunOptions, definition};
+use kernelize::{Error, ErrorKind, Result};
 
 const FILE: &str = r##"
 workflows:
@@ -27,18 +26,32 @@ workflows:
         config: { channel: "#bench", text: "tick" }
 "##;
 
+fn usage(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{what}; usage: worker_throughput KERNELIZE_BINARY [RUNS] [WORKERS...]"),
+    )
+}
+
+fn count(text: &str) -> Result<usize> {
+    text.parse()
+        .map_err(|_| usage(format!("`{text}` is not a count")))
+}
+
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let binary = args
         .next()
-        .expect("usage: worker_throughput KERNELIZE_BINARY [RUNS] [WORKERS...]");
-    let runs: usize = args.next().map_or(500, |n| n.parse().unwrap());
-    let mut counts: Vec<usize> = args.map(|n| n.parse().unwrap()).collect();
+        .ok_or_else(|| usage("no kernelize binary named"))?;
+    let runs = args.next().as_deref().map_or(Ok(500), count)?;
+    let mut counts = args.map(|n| count(&n)).collect::<Result<Vec<_>>>()?;
     if counts.is_empty() {
         counts = vec![1, 2, 4];
     }
-    let file = definition::parse("tick.yaml", FILE).unwrap().file;
+    let file = definition::parse("tick.yaml", FILE)
+        .map_err(Error::from)?
+        .file;
     println!("| workers | runs | seconds | runs/s |");
     println!("|---|---|---|---|");
     for workers in counts {
@@ -46,16 +59,13 @@ async fn main() {
             "postgres://postgres@127.0.0.1:5432/test?schema=kz_throughput_{}_{workers}",
             std::process::id()
         );
-        let store = std::sync::Arc::new(SqlStore::postgres(&url).await.unwrap());
-        let engine = Engine::new(kernelize::manager().unwrap()).with_store(store.clone());
+        let store = std::sync::Arc::new(SqlStore::postgres(&url).await?);
+        let engine = Engine::new(kernelize::manager()?).with_store(store.clone());
         for _ in 0..runs {
-            engine
-                .submit(&file, "tick", RunOptions::default())
-                .await
-                .unwrap();
+            engine.submit(&file, "tick", RunOptions::default()).await?;
         }
         let started = Instant::now();
-        let mut children: Vec<_> = (0..workers)
+        let mut children = (0..workers)
             .map(|_| {
                 Command::new(&binary)
                     .args(["worker", "--store", &url, "--poll", "100ms"])
@@ -63,18 +73,17 @@ async fn main() {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
-                    .unwrap()
+                    .map_err(|e| usage(format!("cannot start {binary}: {e}")))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let all = RunFilter {
-            limit: Some(u32::try_from(runs).unwrap()),
+            limit: Some(u32::try_from(runs).unwrap_or(u32::MAX)),
             ..RunFilter::default()
         };
         loop {
             let done = store
                 .list_runs(&all)
-                .await
-                .unwrap()
+                .await?
                 .iter()
                 .filter(|r| r.status.is_final())
                 .count();
@@ -92,6 +101,7 @@ async fn main() {
             "| {workers} | {runs} | {secs:.2} | {:.0} |",
             runs as f64 / secs
         );
-        store.drop_schema().await.unwrap();
+        store.drop_schema().await?;
     }
+    Ok(())
 }

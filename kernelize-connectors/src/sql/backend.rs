@@ -1,7 +1,7 @@
 //! The two traits a database implements to get the shared SQL actions.
 
 use async_trait::async_trait;
-use kernelize_core::{ActionContext, Result};
+use kernelize_core::{ActionContext, Error, ErrorKind, Result};
 
 use super::bind::BoundQuery;
 use super::dialect::Dialect;
@@ -27,6 +27,15 @@ pub struct RunOptions {
     /// Refuse, before running it, a statement without result columns (`extract` reads; it
     /// must never run a `DELETE` by mistake).
     pub rows_only: bool,
+}
+
+/// The error of `extract` given a statement without result columns: refused before it
+/// runs, so an extract never changes data. Every backend returns this one.
+pub fn not_a_read() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "the statement returns no rows; `extract` reads (use `execute` or `query` to change data)",
+    )
 }
 
 /// A database connection pool, as the shared actions use it.

@@ -55,7 +55,7 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome};
+use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome, not_a_read};
 use super::bind::BoundQuery;
 use super::connector::{SqlConnector, SqlDatabase};
 use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
@@ -527,10 +527,7 @@ impl SqlBackend for SqliteBackend {
         let args = arguments(&query.values)?;
         if columns.is_empty() {
             if options.rows_only {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "the statement returns no rows; `extract` reads (use `query` to change data)",
-                ));
+                return Err(not_a_read());
             }
             let done = sqlx::query_with(AssertSqlSafe(query.sql.clone()), args)
                 .execute(&mut *conn)
