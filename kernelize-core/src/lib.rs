@@ -23,7 +23,8 @@ pub use manager::{CallOptions, InstalledPlugin, PluginHealth, PluginManager};
 pub use payload::{Blob, Payload, Records};
 pub use permissions::{Permission, PermissionGuard};
 pub use plugin::{
-    Action, ActionContext, ActionDescriptor, ActionRouter, Call, Category, Dependency, Handler,
+    Action, ActionContext, ActionDescriptor, ActionRouter, Call, Category, Dependency, EventRoles,
+    Handler,
     HealthReport, HealthStatus, InitContext, PayloadType, Plugin, PluginMetadata,
 };
 pub use registry::{PluginFactory, Registry, Resolution};

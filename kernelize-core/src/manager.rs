@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use semver::{Version, VersionReq};
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
@@ -35,6 +36,7 @@ use crate::config::{
     EnvSecretStore, Limits, PluginConfig, Redactor, ResolvedConfig, SecretStore, WhenBusy,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::event::{EventSink, EventSource};
 use crate::payload::Payload;
 use crate::permissions::PermissionGuard;
 use crate::plugin::{
@@ -621,6 +623,36 @@ impl PluginManager {
         result
     }
 
+    /// Opens an event source of an active plugin ([`Plugin::open_source`]), its `options`
+    /// first checked against the schema the plugin declared for them.
+    ///
+    /// [`Plugin::open_source`]: crate::Plugin::open_source
+    pub async fn open_source(&self, id: &str, options: Value) -> Result<Box<dyn EventSource>> {
+        let active = self.active_plugin(id)?;
+        let schema = event_role_schema(&active.metadata, "source", |e| e.source.as_ref())?;
+        check_options(&schema, &options).map_err(|e| e.with_context("plugin", id))?;
+        active
+            .plugin
+            .open_source(options)
+            .await
+            .map_err(|e| active.redactor.redact_error(e).with_context("plugin", id))
+    }
+
+    /// Opens an event sink of an active plugin ([`Plugin::open_sink`]), its `options` first
+    /// checked against the schema the plugin declared for them.
+    ///
+    /// [`Plugin::open_sink`]: crate::Plugin::open_sink
+    pub async fn open_sink(&self, id: &str, options: Value) -> Result<Arc<dyn EventSink>> {
+        let active = self.active_plugin(id)?;
+        let schema = event_role_schema(&active.metadata, "sink", |e| e.sink.as_ref())?;
+        check_options(&schema, &options).map_err(|e| e.with_context("plugin", id))?;
+        active
+            .plugin
+            .open_sink(options)
+            .await
+            .map_err(|e| active.redactor.redact_error(e).with_context("plugin", id))
+    }
+
     /// Calls typed action `A` of an active plugin: the same path as [`PluginManager::call`],
     /// with the input and output converted to and from payloads.
     pub async fn call_typed<A: Action>(
@@ -1049,5 +1081,37 @@ async fn check_health(plugin: &dyn Plugin) -> HealthReport {
             "the health check did not answer within {}s",
             HEALTH_TIMEOUT.as_secs()
         )),
+    }
+}
+
+fn event_role_schema(
+    metadata: &PluginMetadata,
+    role: &str,
+    pick: impl Fn(&crate::plugin::EventRoles) -> Option<&Value>,
+) -> Result<Value> {
+    pick(&metadata.events).cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("plugin `{}` is not an event {role}", metadata.id),
+        )
+        .with_context("plugin", &metadata.id)
+    })
+}
+
+fn check_options(schema: &Value, options: &Value) -> Result<()> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("the plugin's options schema is invalid: {e}"),
+        )
+    })?;
+    let problems = crate::config::schema_violations(&validator, options);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("invalid options: {}", problems.join("; ")),
+        ))
     }
 }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditSink;
 use crate::config::ResolvedConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::event::{EventSink, EventSource};
 use crate::payload::{Blob, Payload, Records};
 use crate::permissions::{Permission, PermissionGuard};
 
@@ -173,6 +174,28 @@ pub struct PluginMetadata {
     pub config_schema: Value,
     /// The actions it offers.
     pub actions: Vec<ActionDescriptor>,
+    /// Whether it is an event source or sink for event pipelines
+    /// ([`Plugin::open_source`], [`Plugin::open_sink`]).
+    #[serde(default, skip_serializing_if = "EventRoles::is_none")]
+    pub events: EventRoles,
+}
+
+/// The event pipeline roles a plugin takes, with the JSON Schema of each role's options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRoles {
+    /// The options [`Plugin::open_source`] takes, when the plugin is a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
+    /// The options [`Plugin::open_sink`] takes, when the plugin is a sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<Value>,
+}
+
+impl EventRoles {
+    /// Neither a source nor a sink.
+    pub fn is_none(&self) -> bool {
+        self.source.is_none() && self.sink.is_none()
+    }
 }
 
 impl PluginMetadata {
@@ -192,6 +215,7 @@ impl PluginMetadata {
             permissions: Vec::new(),
             config_schema: serde_json::json!({"type": "object"}),
             actions: Vec::new(),
+            events: EventRoles::default(),
         }
     }
 
@@ -228,6 +252,18 @@ impl PluginMetadata {
     /// Sets the actions.
     pub fn actions(mut self, actions: Vec<ActionDescriptor>) -> Self {
         self.actions = actions;
+        self
+    }
+
+    /// Declares the plugin an event source whose options are described by `T`.
+    pub fn event_source<T: JsonSchema>(mut self) -> Self {
+        self.events.source = Some(schema_value::<T>());
+        self
+    }
+
+    /// Declares the plugin an event sink whose options are described by `T`.
+    pub fn event_sink<T: JsonSchema>(mut self) -> Self {
+        self.events.sink = Some(schema_value::<T>());
         self
     }
 
@@ -474,6 +510,29 @@ pub trait Plugin: Send + Sync + 'static {
     /// Reports the plugin's own view of its health.
     async fn health(&self) -> HealthReport {
         HealthReport::healthy()
+    }
+
+    /// Opens a consumer of the events the plugin's system holds (a JetStream pull consumer,
+    /// a queue, a stream's consumer group), configured by `options`: the `source:` settings
+    /// of a pipeline. A plugin that is a source says so with
+    /// [`PluginMetadata::event_source`]; the default refuses.
+    async fn open_source(&self, options: Value) -> Result<Box<dyn EventSource>> {
+        let _ = options;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{} is not an event source", self.metadata().id),
+        ))
+    }
+
+    /// Opens a writer of events into the plugin's system (a table, a stream, a subject),
+    /// configured by `options`: a pipeline sink's settings. A plugin that is a sink says so
+    /// with [`PluginMetadata::event_sink`]; the default refuses.
+    async fn open_sink(&self, options: Value) -> Result<Arc<dyn EventSink>> {
+        let _ = options;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{} is not an event sink", self.metadata().id),
+        ))
     }
 }
 
