@@ -10,6 +10,7 @@ mod commands;
 mod compress;
 mod input;
 mod output;
+mod pipeline;
 mod run;
 mod schedule;
 

@@ -59,16 +59,16 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The workflow file.
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Which workflow of the file; needed when it holds more than one.
     #[arg(long, value_name = "NAME")]
     workflow: Option<String>,
     /// A parameter, `NAME=VALUE` (the value read as JSON when it is JSON, else as text).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
-    /// Print one JSON object: the run's id, status and steps.
+    /// Print one JSON object: the run's id, status and steps (a pipeline's counters).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     store: StoreArgs,
     /// A YAML file whose `plugins:` section configures plugin instances (settings with
@@ -83,6 +83,22 @@ pub(crate) struct RunArgs {
     /// run can be resumed once it has passed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     lease: Duration,
+    /// Run this event pipeline of the file (until its source ends, or until stopped with
+    /// Ctrl-C or SIGTERM) instead of a workflow; the default when the file holds pipelines
+    /// only, one of them.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["workflow", "queue"])]
+    pub(crate) pipeline: Option<String>,
+    /// With a pipeline: feed it dead letters read back from this source,
+    /// `{"plugin": ID, "options": {...}}`, instead of its own source.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) replay_from: Option<String>,
+    /// With `--replay-from`: only the dead letters for which this expression over their
+    /// fields holds (`event.stage == 'load'`).
+    #[arg(long = "where", value_name = "EXPR", requires = "replay_from")]
+    pub(crate) replay_where: Option<String>,
+    /// With `--replay-from`: at most this many dead letters.
+    #[arg(long, value_name = "N", requires = "replay_from")]
+    pub(crate) replay_limit: Option<u64>,
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
@@ -104,6 +120,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         loaded.file.plugins.extend(extra.file.plugins);
     }
     definition::validate(&loaded, &manager).map_err(Error::from)?;
+    let pipelines_only = loaded.file.workflows.is_empty() && !loaded.file.pipelines.is_empty();
+    if args.pipeline.is_some() || (args.workflow.is_none() && pipelines_only) {
+        let store = args.store.open().await?;
+        return crate::pipeline::run(&args, loaded, manager, store).await;
+    }
     let name = match &args.workflow {
         Some(name) => name.clone(),
         None => {

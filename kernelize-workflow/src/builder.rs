@@ -1106,6 +1106,7 @@ impl<Out> TypedWorkflow<Out> {
         WorkflowFile {
             plugins: self.plugins.clone(),
             workflows: BTreeMap::from([(self.name.clone(), self.def.clone())]),
+            pipelines: BTreeMap::new(),
         }
     }
 
@@ -1114,6 +1115,7 @@ impl<Out> TypedWorkflow<Out> {
         let file = WorkflowFile {
             plugins: self.plugins,
             workflows: BTreeMap::from([(self.name.clone(), self.def)]),
+            pipelines: BTreeMap::new(),
         };
         (file, self.name)
     }

@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod definition;
 pub mod engine;
+pub mod pipeline;
 pub mod schedule;
 pub mod store;
 

@@ -37,6 +37,9 @@ pub struct WorkflowFile {
     /// The workflows, keyed by name.
     #[serde(default)]
     pub workflows: BTreeMap<String, WorkflowDef>,
+    /// Event pipelines, keyed by name ([`crate::pipeline`]).
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineDef>,
 }
 
 /// One configured instance of a plugin.
@@ -321,4 +324,188 @@ mod error_kinds {
             })
             .collect()
     }
+}
+
+/// One event pipeline: a source, stages, sinks and a dead letter sink.
+///
+/// ```yaml
+/// pipelines:
+///   orders:
+///     source: { plugin: events, options: { stream: ORDERS, durable: loader } }
+///     stages:
+///       - filter: 'event.status != "test"'
+///       - transform: { plugin: data-transformer, action: rename, config: { ... } }
+///       - route: { routes: { big: "event.amount > 1000" }, unmatched: rest }
+///       - dedupe: { key: event.order_id, window: 1d, store: sql }
+///       - batch: { count: 1000, linger: 200ms }
+///     sinks:
+///       - { name: warehouse, plugin: pg, options: { table: orders }, retry: { max_attempts: 5 } }
+///     dead_letter: { plugin: pg, options: { table: orders_dead } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineDef {
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where events come from.
+    pub source: EndpointDef,
+    /// What happens to each event, in order.
+    #[serde(default)]
+    pub stages: Vec<StageDef>,
+    /// Where events go; each takes the route outputs it names (every event when none).
+    pub sinks: Vec<SinkDef>,
+    /// Where events go that a stage rejected or a sink could not take; without one, such
+    /// events are left to the source to deliver again.
+    #[serde(default)]
+    pub dead_letter: Option<EndpointDef>,
+    /// Most events between the source and their settlement at once (backpressure); 10,000
+    /// when absent.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+}
+
+/// A source or dead letter sink: a plugin (instance name or id) and its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointDef {
+    /// The plugin instance (a key of `plugins:`) or plugin id.
+    pub plugin: String,
+    /// The options the plugin declares for this role.
+    #[serde(default)]
+    pub options: Value,
+}
+
+/// One sink of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkDef {
+    /// Its name in metrics and dead letters; the plugin's when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The plugin instance or id.
+    pub plugin: String,
+    /// The options the plugin declares for sinks.
+    #[serde(default)]
+    pub options: Value,
+    /// The route outputs it takes; every event when absent.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// How events are grouped into writes; the pipeline's `batch` stage when absent.
+    #[serde(default)]
+    pub batch: Option<BatchSpec>,
+    /// How a failed write is retried; three attempts when absent.
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+}
+
+/// One stage: exactly one of its kinds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageDef {
+    /// Its name in metrics and dead letters; its kind and position when absent
+    /// (`filter#1`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Keeps events for which this expression is true; the others are acknowledged and
+    /// counted as discarded.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Sends each event to the first output whose condition holds.
+    #[serde(default)]
+    pub route: Option<RouteSpec>,
+    /// Replaces each event's body with what a plugin action returns for it.
+    #[serde(default)]
+    pub transform: Option<TransformSpec>,
+    /// Drops events whose key was already processed within a window.
+    #[serde(default)]
+    pub dedupe: Option<DedupeSpec>,
+    /// How sinks group events into writes (the last stage only).
+    #[serde(default)]
+    pub batch: Option<BatchSpec>,
+}
+
+/// Content-based routing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Outputs and their conditions, tried in order.
+    pub routes: Vec<RouteArm>,
+    /// Where an event no condition matched goes: an output name, `drop` (acknowledged and
+    /// discarded) or `dead_letter`.
+    pub unmatched: String,
+}
+
+/// One output of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteArm {
+    /// The output's name, as sinks' `routes` name it.
+    pub name: String,
+    /// The condition.
+    pub when: String,
+}
+
+/// A transform: a plugin action called once per event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// The plugin instance or id.
+    pub plugin: String,
+    /// The action.
+    pub action: String,
+    /// The action's configuration.
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// Idempotent consumer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeSpec {
+    /// An expression giving the event's key (`event.order_id`); the event's own key (a
+    /// message id) when absent.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// How long a processed key is remembered (`"1d"`).
+    #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
+    pub window: Duration,
+    /// Where keys are kept: `memory` (the default; one process), `store` (the run store
+    /// given to `kernelize run --store`: SQLite or PostgreSQL, shared by processes), or a
+    /// plugin instance with `get`/`set` cache actions such as `redis-connector`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The namespace of the keys; the pipeline's name when absent.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// Batching by count, bytes and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSpec {
+    /// Most events in one write.
+    pub count: usize,
+    /// Most bytes of bodies in one write.
+    pub bytes: usize,
+    /// Longest an event waits for its batch to fill.
+    #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
+    pub linger: Duration,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            count: 500,
+            bytes: 4 * 1024 * 1024,
+            linger: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The snake_case name of an error kind (`invalid_input`), as retry policies write it.
+pub(crate) fn error_kind_name(kind: ErrorKind) -> &'static str {
+    error_kinds::name(kind)
 }

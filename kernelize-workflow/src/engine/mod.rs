@@ -302,20 +302,6 @@ impl Engine {
     /// step or compensation names.
     pub async fn prepare(&self, file: &WorkflowFile, workflow: &str) -> Result<()> {
         let def = workflow_def(file, workflow)?;
-        for (name, instance) in &file.plugins {
-            let id = instance.plugin.as_deref().unwrap_or(name);
-            self.manager
-                .install_instance(name, id)
-                .map_err(|e| e.with_context("plugin instance", name))?;
-            self.manager.configure(
-                name,
-                PluginConfig {
-                    settings: instance.settings.clone(),
-                    permissions: instance.permissions.clone(),
-                    limits: instance.limits,
-                },
-            );
-        }
         let mut needed = BTreeSet::new();
         for step in &def.steps {
             needed.insert(step.plugin.clone());
@@ -323,15 +309,9 @@ impl Engine {
                 needed.insert(c.plugin.clone());
             }
         }
-        for id in needed {
-            if self.manager.active_version(&id).is_none() {
-                self.manager
-                    .activate(&id)
-                    .await
-                    .map_err(|e| e.with_context("workflow", workflow))?;
-            }
-        }
-        Ok(())
+        prepare_plugins(&self.manager, file, needed)
+            .await
+            .map_err(|e| e.with_context("workflow", workflow))
     }
 
     /// Runs `workflow` of `file` in place, to its end ([`Engine::prepare`] first), recording
@@ -1251,6 +1231,35 @@ struct Attempts {
     timeout: Option<Duration>,
     cancel: CancellationToken,
     deadline: Option<Instant>,
+}
+
+/// Installs and configures the plugin instances of `file` in `manager`, then activates
+/// each of `needed` (instance names or plugin ids) that is not active yet.
+pub(crate) async fn prepare_plugins(
+    manager: &PluginManager,
+    file: &WorkflowFile,
+    needed: BTreeSet<String>,
+) -> Result<()> {
+    for (name, instance) in &file.plugins {
+        let id = instance.plugin.as_deref().unwrap_or(name);
+        manager
+            .install_instance(name, id)
+            .map_err(|e| e.with_context("plugin instance", name))?;
+        manager.configure(
+            name,
+            PluginConfig {
+                settings: instance.settings.clone(),
+                permissions: instance.permissions.clone(),
+                limits: instance.limits,
+            },
+        );
+    }
+    for id in needed {
+        if manager.active_version(&id).is_none() {
+            manager.activate(&id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls a step's action until it succeeds, its attempts run out, or an error is not

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::{
-    Claim, Event, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
+    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
     StepRecord, Store, lost, now_ms,
 };
 
@@ -21,6 +21,13 @@ struct State {
     events: HashMap<String, Vec<Event>>,
     locks: HashMap<String, (String, Millis)>,
     marks: HashMap<String, Value>,
+    keys: HashMap<(String, String), DedupeKey>,
+}
+
+struct DedupeKey {
+    owner: String,
+    done: bool,
+    expires_at: Millis,
 }
 
 /// Runs kept in the process: nothing survives it. The engine's default store; fast enough
@@ -388,6 +395,68 @@ impl Store for MemoryStore {
             state.locks.remove(name);
         }
         Ok(())
+    }
+
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<KeyClaim> {
+        let now = now_ms();
+        let mut state = self.lock();
+        let id = (scope.to_string(), key.to_string());
+        match state.keys.get(&id) {
+            Some(k) if k.expires_at >= now && k.done => Ok(KeyClaim::Done),
+            Some(k) if k.expires_at >= now => Ok(KeyClaim::Pending),
+            _ => {
+                state.keys.insert(
+                    id,
+                    DedupeKey {
+                        owner: owner.to_string(),
+                        done: false,
+                        expires_at: now + millis(lease),
+                    },
+                );
+                Ok(KeyClaim::New)
+            }
+        }
+    }
+
+    async fn settle_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        window: Option<Duration>,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let id = (scope.to_string(), key.to_string());
+        if state.keys.get(&id).is_some_and(|k| k.owner == owner) {
+            match window {
+                Some(w) => {
+                    if let Some(k) = state.keys.get_mut(&id) {
+                        k.done = true;
+                        k.expires_at = now_ms() + millis(w);
+                    }
+                }
+                None => {
+                    state.keys.remove(&id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn purge_keys(&self, scope: &str) -> Result<u64> {
+        let now = now_ms();
+        let mut state = self.lock();
+        let before = state.keys.len();
+        state
+            .keys
+            .retain(|(s, _), k| s != scope || k.expires_at >= now);
+        Ok((before - state.keys.len()) as u64)
     }
 
     async fn mark(&self, key: &str) -> Result<Option<Value>> {

@@ -301,11 +301,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a value under `key`.
     async fn set_mark(&self, key: &str, value: &Value) -> Result<()>;
 
+    /// Claims `key` of de-duplication `scope` for `owner` for `lease`: [`KeyClaim::New`]
+    /// when no one saw it (or an earlier claim expired), [`KeyClaim::Done`] when it was
+    /// processed within its window, [`KeyClaim::Pending`] while another claim holds it.
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<KeyClaim>;
+
+    /// Ends `owner`'s claim of `key`: remembered as processed for `window` when given,
+    /// forgotten (so the key may be processed again) when `None`.
+    async fn settle_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        window: Option<Duration>,
+    ) -> Result<()>;
+
+    /// Forgets keys of `scope` whose window or claim ended; returns how many.
+    async fn purge_keys(&self, scope: &str) -> Result<u64>;
+
     /// Waits until a run may have been queued, or `timeout` passes. PostgreSQL listens for
     /// notifications; the others wake on their own writes or poll.
     async fn wait_for_work(&self, timeout: Duration) {
         tokio::time::sleep(timeout).await;
     }
+}
+
+/// What [`Store::claim_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// Not seen (or its earlier claim lapsed): the caller now holds it.
+    New,
+    /// Processed already, within the de-duplication window.
+    Done,
+    /// Claimed by someone else, not settled yet.
+    Pending,
 }
 
 /// Opens the store a URL names: `memory:`, `sqlite:PATH` (or `sqlite://PATH`, or a path

@@ -18,7 +18,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Claim, Event, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
+    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
     StepRecord, Store, lost, parse_step_status,
 };
 
@@ -802,6 +802,91 @@ impl Store for SqlStore {
             .await
             .map_err(db_error("unlock"))?;
         Ok(())
+    }
+
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<KeyClaim> {
+        let now = self.now();
+        let taken = sqlx::query(trusted(format!(
+            "INSERT INTO kernelize_dedupe (scope, key, owner, done, expires_at) \
+             VALUES ($1, $2, $3, 0, {now} + $4) \
+             ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner, done = 0, \
+             expires_at = excluded.expires_at WHERE kernelize_dedupe.expires_at < {now} \
+             RETURNING owner"
+        )))
+        .bind(scope)
+        .bind(key)
+        .bind(owner)
+        .bind(millis(lease))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("claim key"))?;
+        if taken.is_some() {
+            return Ok(KeyClaim::New);
+        }
+        let row = sqlx::query("SELECT done FROM kernelize_dedupe WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("claim key"))?;
+        let done: i64 = match row {
+            Some(row) => row.try_get("done").map_err(bad_row)?,
+            None => 0,
+        };
+        Ok(if done != 0 {
+            KeyClaim::Done
+        } else {
+            KeyClaim::Pending
+        })
+    }
+
+    async fn settle_key(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &str,
+        window: Option<Duration>,
+    ) -> Result<()> {
+        let now = self.now();
+        let query = match window {
+            Some(w) => sqlx::query(trusted(format!(
+                "UPDATE kernelize_dedupe SET done = 1, expires_at = {now} + $4 \
+                 WHERE scope = $1 AND key = $2 AND owner = $3"
+            )))
+            .bind(scope)
+            .bind(key)
+            .bind(owner)
+            .bind(millis(w)),
+            None => sqlx::query(
+                "DELETE FROM kernelize_dedupe WHERE scope = $1 AND key = $2 AND owner = $3",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(owner),
+        };
+        query
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("settle key"))?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, scope: &str) -> Result<u64> {
+        let now = self.now();
+        let done = sqlx::query(trusted(format!(
+            "DELETE FROM kernelize_dedupe WHERE scope = $1 AND expires_at < {now}"
+        )))
+        .bind(scope)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("purge keys"))?;
+        Ok(done.rows_affected())
     }
 
     async fn mark(&self, key: &str) -> Result<Option<Value>> {

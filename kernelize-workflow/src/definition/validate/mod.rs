@@ -20,6 +20,7 @@
 
 mod condition;
 mod graph;
+mod pipelines;
 mod plugins;
 mod references;
 mod schema;
@@ -47,6 +48,9 @@ pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<(), Diagnostic
     let mut webhooks = HashMap::new();
     for (name, workflow) in &loaded.file.workflows {
         checker.workflow(name, workflow, &mut webhooks);
+    }
+    for (name, pipeline) in &loaded.file.pipelines {
+        checker.pipeline(name, pipeline);
     }
     checker.diagnostics.into_result()
 }

@@ -99,7 +99,7 @@ impl Checker<'_> {
     /// The plugin a step (or a compensation) names: an instance of `plugins:` or an
     /// installed plugin id. Reports an unknown name at `{pointer}/plugin`; `None` then, and
     /// also when the instance names an unknown plugin (reported with the instance).
-    fn resolve_plugin(&mut self, pointer: &str, name: &str) -> Option<PluginMetadata> {
+    pub(super) fn resolve_plugin(&mut self, pointer: &str, name: &str) -> Option<PluginMetadata> {
         let file = &self.loaded.file;
         if let Some(instance) = file.plugins.get(name) {
             let id = instance.plugin.as_deref().unwrap_or(name);
