@@ -40,8 +40,9 @@ pub use kernelize_workflow as workflow;
 /// The `kernelize-core` built-ins (`data-transformer`, `file`, `log-notifier`), then one
 /// plugin per enabled codec (`none` and the codecs the features name, `image-*` for the image
 /// codecs), then `http` with the `http` feature, `sqlite-connector` with the `sqlite`
-/// feature, `postgres-connector` with the `postgres` feature and `redis-connector` with the
-/// `redis` feature; further connectors join them as their features are enabled.
+/// feature, `postgres-connector` with the `postgres` feature, `redis-connector` with the
+/// `redis` feature, `mysql-connector`, `nats-connector`, `rabbitmq-connector` and
+/// `mqtt-connector` with the features of those names.
 pub fn builtin_factories() -> Vec<PluginFactory> {
     #[allow(unused_mut)]
     let mut all = kernelize_core::builtins::factories();
@@ -65,6 +66,14 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
     all.push(kernelize_connectors::sql::postgres::factory());
     #[cfg(feature = "redis")]
     all.push(kernelize_connectors::redis::factory());
+    #[cfg(feature = "mysql")]
+    all.push(kernelize_connectors::sql::mysql::factory());
+    #[cfg(feature = "nats")]
+    all.push(kernelize_connectors::nats::factory());
+    #[cfg(feature = "rabbitmq")]
+    all.push(kernelize_connectors::rabbitmq::factory());
+    #[cfg(feature = "mqtt")]
+    all.push(kernelize_connectors::mqtt::factory());
     all
 }
 

@@ -479,6 +479,12 @@ pub struct DedupeSpec {
     /// The namespace of the keys; the pipeline's name when absent.
     #[serde(default)]
     pub scope: Option<String>,
+    /// How long a claim on a key in flight lasts (`"5m"` when absent): after a process died
+    /// holding it, that key's redeliveries wait this long. Keep it above the longest time an
+    /// event takes through the pipeline, and short enough to bear after a crash.
+    #[serde(default, with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<Duration>,
 }
 
 /// Batching by count, bytes and time.

@@ -8,10 +8,10 @@
 //! |---|---|
 //! | `pipeline` | the pipeline's name |
 //! | `stage` | the stage that rejected the event, or the sink that failed it |
-//! | `sink` | the sink's name when a sink failed it, else `null` |
+//! | `sink` | the sink's name when a sink failed it, else empty |
 //! | `error`, `error_kind` | why, and the error's kind (`invalid_input`, `timeout`, ...) |
 //! | `attempts` | how many times the stage or sink tried it (sinks retry); the source's delivery count for a stage |
-//! | `event_id`, `key`, `subject` | what the source said about the event |
+//! | `event_id`, `key`, `subject` | what the source said about the event (empty when it said nothing) |
 //! | `headers` | the event's headers, as JSON text |
 //! | `media_type`, `payload`, `payload_encoding` | the original body as received: text (`utf8`), JSON text (`json`) or base64 (`base64`) |
 //! | `received_at`, `failed_at` | RFC 3339 UTC timestamps |
@@ -61,13 +61,13 @@ pub(crate) fn envelope(
     let object = json!({
         "pipeline": pipeline,
         "stage": failure.stage,
-        "sink": failure.sink,
+        "sink": failure.sink.clone().unwrap_or_default(),
         "error": failure.error.to_string(),
         "error_kind": kind_name(failure.error.kind()),
         "attempts": failure.attempts,
         "event_id": event.id,
-        "key": event.key,
-        "subject": event.subject,
+        "key": event.key.clone().unwrap_or_default(),
+        "subject": event.subject.clone().unwrap_or_default(),
         "headers": headers,
         "media_type": media_type,
         "payload": payload,
@@ -132,7 +132,13 @@ fn fields_of(event: &Event) -> Result<Map<String, Value>> {
 /// The original event a dead letter holds.
 pub fn original_event(dead: &Event) -> Result<Event> {
     let fields = fields_of(dead)?;
-    let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_string);
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
     let bad = |what: &str| {
         Error::new(
             ErrorKind::CorruptData,

@@ -571,6 +571,9 @@ impl Pipeline {
                 if let Some(scope) = &d.scope {
                     s = s.scope(scope);
                 }
+                if let Some(lease) = d.lease {
+                    s = s.lease(lease);
+                }
                 builder = builder.stage(s);
             } else if let Some(batch) = &stage.batch {
                 builder = builder.batch(batch.clone());
