@@ -30,15 +30,20 @@ struct Enrich;
 #[async_trait]
 impl Plugin for Enrich {
     fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new("enrich", "Enrich", Version::new(1, 0, 0), Category::DataProcessor)
-            .actions(vec![ActionDescriptor {
-                name: "tag".into(),
-                description: "Adds `tagged: true`.".into(),
-                config: json!({}),
-                input: PayloadDescriptor::of_kind("json"),
-                output: PayloadDescriptor::of_kind("json"),
-                permissions: vec![],
-            }])
+        PluginMetadata::new(
+            "enrich",
+            "Enrich",
+            Version::new(1, 0, 0),
+            Category::DataProcessor,
+        )
+        .actions(vec![ActionDescriptor {
+            name: "tag".into(),
+            description: "Adds `tagged: true`.".into(),
+            config: json!({}),
+            input: PayloadDescriptor::of_kind("json"),
+            output: PayloadDescriptor::of_kind("json"),
+            permissions: vec![],
+        }])
     }
 
     async fn execute(&self, call: Call) -> Result<Payload> {
@@ -84,17 +89,30 @@ async fn run_pipeline(manager: &PluginManager, input: &[Event], transform: bool)
         .stage(
             Stage::route(
                 "region",
-                &[("eu", "event.region == 'eu'"), ("us", "event.region == 'us'")],
+                &[
+                    ("eu", "event.region == 'eu'"),
+                    ("us", "event.region == 'us'"),
+                ],
                 Unmatched::Output("other".into()),
             )
             .unwrap(),
         );
     if transform {
-        builder = builder.stage(Stage::transform("tag", manager.clone(), "enrich", "tag", json!({})));
+        builder = builder.stage(Stage::transform(
+            "tag",
+            manager.clone(),
+            "enrich",
+            "tag",
+            json!({}),
+        ));
     }
     let pipeline = builder
         .sink(Sink::new("out", sink.clone()))
-        .batch(BatchSpec { count: 500, bytes: 1 << 22, linger: std::time::Duration::from_millis(1) })
+        .batch(BatchSpec {
+            count: 500,
+            bytes: 1 << 22,
+            linger: std::time::Duration::from_millis(1),
+        })
         .build()
         .unwrap();
     let events = input.to_vec();
@@ -128,14 +146,23 @@ async fn bare_channel(input: &[Event]) -> usize {
 
 fn pipeline(c: &mut Criterion) {
     // One core: a current-thread runtime.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let manager = PluginManager::new();
     manager
         .install(PluginFactory::new(|| Box::new(Enrich)))
         .unwrap();
     rt.block_on(manager.activate("enrich")).unwrap();
     let input = events();
-    let bytes: usize = input.iter().map(|e| match &e.payload { Payload::Bytes(b) => b.data.len(), _ => 0 }).sum();
+    let bytes: usize = input
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::Bytes(b) => b.data.len(),
+            _ => 0,
+        })
+        .sum();
     eprintln!("mean event size: {} bytes", bytes / input.len());
 
     let mut group = c.benchmark_group("pipeline");
@@ -145,10 +172,20 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| assert_eq!(rt.block_on(bare_channel(&input)), EVENTS))
     });
     group.bench_function("filter_route", |b| {
-        b.iter(|| assert_eq!(rt.block_on(run_pipeline(&manager, &input, false)), EVENTS * 9 / 10))
+        b.iter(|| {
+            assert_eq!(
+                rt.block_on(run_pipeline(&manager, &input, false)),
+                EVENTS * 9 / 10
+            )
+        })
     });
     group.bench_function("filter_route_transform", |b| {
-        b.iter(|| assert_eq!(rt.block_on(run_pipeline(&manager, &input, true)), EVENTS * 9 / 10))
+        b.iter(|| {
+            assert_eq!(
+                rt.block_on(run_pipeline(&manager, &input, true)),
+                EVENTS * 9 / 10
+            )
+        })
     });
     group.finish();
 }

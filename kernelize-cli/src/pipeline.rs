@@ -70,8 +70,14 @@ pub(crate) async fn run(
             if let Some(limit) = args.replay_limit {
                 replay = replay.limit(limit);
             }
-            Pipeline::from_definition_with_source(file, &name, &manager, Some(store), Box::new(replay))
-                .await?
+            Pipeline::from_definition_with_source(
+                file,
+                &name,
+                &manager,
+                Some(store),
+                Box::new(replay),
+            )
+            .await?
         }
     };
     let cancel = CancellationToken::new();
@@ -119,7 +125,8 @@ fn show_progress(
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed}  {msg}") {
         bar.set_style(style);
     }
@@ -162,7 +169,16 @@ fn print_metrics(metrics: &PipelineMetrics, json: bool) -> Result<()> {
         })
         .collect();
     print_table(
-        &["part", "kind", "received", "sent", "discarded", "dead-lettered", "errors", "latency"],
+        &[
+            "part",
+            "kind",
+            "received",
+            "sent",
+            "discarded",
+            "dead-lettered",
+            "errors",
+            "latency",
+        ],
         &rows,
     )?;
     let line = format!(

@@ -27,7 +27,16 @@ fn suffix() -> String {
 
 fn psql(sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-tAc", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-tAc",
+            sql,
+        ])
         .output()
         .expect("psql runs (PostgreSQL's client must be installed)");
     assert!(
@@ -40,7 +49,17 @@ fn psql(sql: &str) -> String {
 
 fn mariadb(sql: &str) -> String {
     let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "test", "-e", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "test",
+            "-e",
+            sql,
+        ])
         .output()
         .expect("the mariadb client runs");
     assert!(
@@ -52,14 +71,33 @@ fn mariadb(sql: &str) -> String {
 }
 
 fn count_pg(table: &str) -> u64 {
-    psql(&format!(
-        "SELECT CASE WHEN to_regclass('{table}') IS NULL THEN 0 ELSE (SELECT count(*) FROM {table}) END"
-    ))
-    .parse()
-    .unwrap_or(0)
+    if psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) != "t" {
+        return 0;
+    }
+    psql(&format!("SELECT count(*) FROM {table}"))
+        .parse()
+        .unwrap_or(0)
 }
 
-fn spawn_pipeline(dir: &Path, file: &Path, args: &[&str]) -> Child {
+/// A pipeline process, killed if the test ends without stopping it.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            if let Ok(out) = child.wait_with_output() {
+                eprintln!("pipeline stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}
+
+fn spawn_pipeline(dir: &Path, file: &Path, args: &[&str]) -> Running {
+    Running(Some(spawn_child(dir, file, args)))
+}
+
+fn spawn_child(dir: &Path, file: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kernelize"))
         .current_dir(dir)
         .arg("run")
@@ -74,9 +112,13 @@ fn spawn_pipeline(dir: &Path, file: &Path, args: &[&str]) -> Child {
 }
 
 /// Stops a pipeline process the way an operator does (SIGTERM) and returns its counters.
-fn stop(child: Child) -> Value {
+fn stop(mut running: Running) -> Value {
+    let child = running.0.take().expect("running");
     let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
     let out = child.wait_with_output().expect("kernelize ends");
     assert!(
         out.status.success(),
@@ -92,16 +134,39 @@ fn stop(child: Child) -> Value {
     })
 }
 
-fn kill_hard(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill_hard(mut running: Running) {
+    if let Some(mut child) = running.0.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Running {
+    /// Fails the test when the process has ended on its own.
+    fn alive(&mut self) -> bool {
+        if let Some(child) = self.0.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("the pipeline process ended early: {status}");
+        }
+        true
+    }
 }
 
 /// Waits until `done` holds, or fails after `limit` with what `state` says.
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    state: impl Fn() -> String,
+) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}: {}", state());
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}: {}",
+            state()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -141,7 +206,11 @@ async fn publish_orders(stream: &str, subject: &str) -> u64 {
     for i in 0..MESSAGES {
         let copies = if i % 40 == 3 { 2 } else { 1 };
         for _ in 0..copies {
-            acks.push(js.publish(subject.to_string(), message(i).into()).await.expect("published"));
+            acks.push(
+                js.publish(subject.to_string(), message(i).into())
+                    .await
+                    .expect("published"),
+            );
             sent += 1;
         }
         if acks.len() >= 500 {
@@ -158,7 +227,9 @@ async fn publish_orders(stream: &str, subject: &str) -> u64 {
 
 async fn delete_stream(stream: &str) {
     if let Ok(client) = async_nats::connect(NATS).await {
-        let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(stream)
+            .await;
     }
 }
 
@@ -178,7 +249,7 @@ pipelines:
   orders:
     source:
       plugin: events
-      options: {{ stream: "PIPE_{s}", durable: "loader", batch: 500, ack_wait: 10s }}
+      options: {{ stream: "PIPE_{s}", durable: "loader", batch: 500, ack_wait: 10s, create: true, subjects: ["pipe.{s}"] }}
     stages:
       - name: paid_only
         filter: "event.status != 'test'"
@@ -215,11 +286,18 @@ fn check_tables(s: &str) {
     ));
     assert_eq!(bad_loaded, "0", "a malformed or test order was loaded");
     let dead = format!("dead_{s}");
-    assert_eq!(count_pg(&dead), 100, "every malformed message is dead-lettered, once");
+    assert_eq!(
+        count_pg(&dead),
+        100,
+        "every malformed message is dead-lettered, once"
+    );
     let reasons = psql(&format!(
         "SELECT count(*) FROM {dead} WHERE stage = 'paid_only' AND error LIKE '%not JSON%' AND payload LIKE '%broken' AND attempts >= 1"
     ));
-    assert_eq!(reasons, "100", "dead letters keep the stage, the reason and the body");
+    assert_eq!(
+        reasons, "100",
+        "dead letters keep the stage, the reason and the body"
+    );
 }
 
 fn drop_tables(s: &str) {
@@ -236,13 +314,13 @@ async fn nats_to_postgres_loads_every_good_message_once_and_dead_letters_the_res
     std::fs::write(&file, nats_to_postgres_yaml(&s)).unwrap();
     let sent = publish_orders(&format!("PIPE_{s}"), &format!("pipe.{s}")).await;
     let store = format!("{POSTGRES}?schema=kz_{s}");
-    let child = spawn_pipeline(dir.path(), &file, &["--store", &store]);
+    let mut child = spawn_pipeline(dir.path(), &file, &["--store", &store]);
     let orders = format!("orders_{s}");
     let dead = format!("dead_{s}");
     wait_for(
         Duration::from_secs(240),
         "every message to be loaded or dead-lettered",
-        || count_pg(&orders) == expected_good() && count_pg(&dead) == 100,
+        || child.alive() && count_pg(&orders) == expected_good() && count_pg(&dead) == 100,
         || format!("{} loaded, {} dead", count_pg(&orders), count_pg(&dead)),
     );
     // Let the last acknowledgements go out, then stop.
@@ -276,8 +354,15 @@ async fn nats_to_postgres_loads_every_good_message_once_and_dead_letters_the_res
     assert_eq!(filtered, 200, "200 test orders");
     assert_eq!(written, expected_good());
     assert_eq!(duplicates, sent - MESSAGES, "the good orders sent twice");
-    assert_eq!(received, written + dead_lettered + filtered + duplicates + deferred, "{metrics}");
-    assert_eq!(metrics["acked"].as_u64().unwrap() + metrics["rejected"].as_u64().unwrap(), sent);
+    assert_eq!(
+        received,
+        written + dead_lettered + filtered + duplicates + deferred,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["acked"].as_u64().unwrap() + metrics["rejected"].as_u64().unwrap(),
+        sent
+    );
     drop_tables(&s);
     delete_stream(&format!("PIPE_{s}")).await;
 }
@@ -292,21 +377,24 @@ async fn a_pipeline_killed_mid_stream_resumes_without_loss_or_duplicates() {
     let store = format!("{POSTGRES}?schema=kz_{s}");
     let orders = format!("orders_{s}");
     let dead = format!("dead_{s}");
-    let first = spawn_pipeline(dir.path(), &file, &["--store", &store]);
+    let mut first = spawn_pipeline(dir.path(), &file, &["--store", &store]);
     wait_for(
         Duration::from_secs(240),
         "a third of the orders to be loaded",
-        || count_pg(&orders) >= 3000,
+        || first.alive() && count_pg(&orders) >= 3000,
         || format!("{} loaded", count_pg(&orders)),
     );
     kill_hard(first);
     let at_kill = count_pg(&orders);
-    assert!(at_kill < expected_good(), "killed too late to prove anything: {at_kill}");
-    let second = spawn_pipeline(dir.path(), &file, &["--store", &store]);
+    assert!(
+        at_kill < expected_good(),
+        "killed too late to prove anything: {at_kill}"
+    );
+    let mut second = spawn_pipeline(dir.path(), &file, &["--store", &store]);
     wait_for(
         Duration::from_secs(300),
         "every message after the restart",
-        || count_pg(&orders) == expected_good() && count_pg(&dead) == 100,
+        || second.alive() && count_pg(&orders) == expected_good() && count_pg(&dead) == 100,
         || format!("{} loaded, {} dead", count_pg(&orders), count_pg(&dead)),
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -357,8 +445,16 @@ pipelines:
     );
     let file = dir.path().join("compose.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let first = spawn_pipeline(dir.path(), &file, &["--pipeline", "to_stream", "--store", "memory:"]);
-    let second = spawn_pipeline(dir.path(), &file, &["--pipeline", "to_table", "--store", "memory:"]);
+    let mut first = spawn_pipeline(
+        dir.path(),
+        &file,
+        &["--pipeline", "to_stream", "--store", "memory:"],
+    );
+    let mut second = spawn_pipeline(
+        dir.path(),
+        &file,
+        &["--pipeline", "to_table", "--store", "memory:"],
+    );
     std::thread::sleep(Duration::from_secs(2));
     let rows: Vec<Value> = (0..1000)
         .map(|i| json!({"id": i, "sku": format!("S-{i}"), "qty": if i % 10 == 0 { 0 } else { i % 7 + 1 }}))
@@ -386,20 +482,35 @@ pipelines:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'test' AND table_name = '{table}'"
         ));
         if exists == "1" {
-            mariadb(&format!("SELECT count(*) FROM {table}")).parse::<u64>().unwrap_or(0)
+            mariadb(&format!("SELECT count(*) FROM {table}"))
+                .parse::<u64>()
+                .unwrap_or(0)
         } else {
             0
         }
     };
-    wait_for(Duration::from_secs(120), "900 rows in MariaDB", || count() == 900, || format!("{} rows", count()));
+    wait_for(
+        Duration::from_secs(120),
+        "900 rows in MariaDB",
+        || first.alive() && second.alive() && count() == 900,
+        || format!("{} rows", count()),
+    );
     std::thread::sleep(Duration::from_secs(1));
     let to_stream = stop(first);
     let to_table = stop(second);
     assert_eq!(to_stream["acked"], 1000, "{to_stream}");
     assert_eq!(to_table["acked"], 1000, "{to_table}");
-    assert_eq!(mariadb(&format!("SELECT count(*) FROM {table} WHERE qty = 0")), "0");
-    assert_eq!(mariadb(&format!("SELECT sku FROM {table} WHERE id = 123")), "S-123");
+    assert_eq!(
+        mariadb(&format!("SELECT count(*) FROM {table} WHERE qty = 0")),
+        "0"
+    );
+    assert_eq!(
+        mariadb(&format!("SELECT sku FROM {table} WHERE id = 123")),
+        "S-123"
+    );
     mariadb(&format!("DROP TABLE IF EXISTS {table}"));
     let _ = Command::new("redis-cli").args(["DEL", &stream]).output();
-    let _ = Command::new("rabbitmqctl").args(["delete_queue", &queue]).output();
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
 }

@@ -3,6 +3,12 @@
 
 pub mod graphql;
 pub mod http;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]
@@ -10,8 +16,9 @@ pub mod sql;
 pub mod ws;
 
 /// Factories of this crate's registry plugins: `http`, `sqlite-connector` with the `sqlite`
-/// feature, `postgres-connector` with the `postgres` feature and `redis-connector` with the
-/// `redis` feature.
+/// feature, `postgres-connector` with the `postgres` feature, `mysql-connector` with the
+/// `mysql` feature and `redis-connector` with the
+/// `redis` feature, `rabbitmq-connector` with the `rabbitmq` feature.
 pub fn factories() -> Vec<kernelize_core::PluginFactory> {
     #[allow(unused_mut)]
     let mut all = vec![http::plugin::factory()];
@@ -19,7 +26,15 @@ pub fn factories() -> Vec<kernelize_core::PluginFactory> {
     all.push(sql::sqlite::factory());
     #[cfg(feature = "postgres")]
     all.push(sql::postgres::factory());
+    #[cfg(feature = "mysql")]
+    all.push(sql::mysql::factory());
     #[cfg(feature = "redis")]
     all.push(redis::factory());
+    #[cfg(feature = "rabbitmq")]
+    all.push(rabbitmq::factory());
+    #[cfg(feature = "nats")]
+    all.push(nats::factory());
+    #[cfg(feature = "mqtt")]
+    all.push(mqtt::factory());
     all
 }

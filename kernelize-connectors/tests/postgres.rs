@@ -12,16 +12,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
+use kernelize_connectors::sql::actions::ExtractConfig;
+use kernelize_connectors::sql::load::LoadMethod;
 use kernelize_connectors::sql::postgres::{self, PostgresConnector, PostgresSettings};
 use kernelize_connectors::sql::result_set::{WATERMARK_COLUMN_KEY, WATERMARK_MAX_KEY};
+use kernelize_connectors::sql::sink::{SinkMode, SqlSinkOptions};
 use kernelize_core::arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch,
     StringArray, TimestampMicrosecondArray,
 };
 use kernelize_core::arrow_schema::{DataType, TimeUnit};
 use kernelize_core::{
-    Call, ErrorKind, Payload, Permission, PermissionGuard, Plugin, PluginConfig, PluginManager,
-    Records,
+    Call, ErrorKind, Event, EventSink, Payload, Permission, PermissionGuard, Plugin, PluginConfig,
+    PluginManager, Records,
 };
 use serde_json::{Value, json};
 
@@ -1212,4 +1216,446 @@ async fn metadata_describes_the_plugin() {
         );
     }
     assert_eq!(meta.config_schema["additionalProperties"], json!(false));
+}
+
+// ---------------------------------------------------------------------------------------
+// event sink
+
+fn event(n: usize, payload: Payload) -> Event {
+    Event::new(format!("e{n}"), payload)
+}
+
+#[tokio::test]
+async fn the_sink_writes_good_events_and_reports_each_bad_one() {
+    let db = Pg::new("sink").await;
+    db.sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, qty int NOT NULL CHECK (qty > 0), note text)",
+    )
+    .await;
+    let bad = [0usize, 333, 999];
+    let events: Vec<Event> = (0..1000)
+        .map(|n| {
+            let qty = if bad.contains(&n) { -1 } else { n as i64 + 1 };
+            event(
+                n,
+                Payload::json(json!({"id": n, "qty": qty, "note": format!("order {n}")})),
+            )
+        })
+        .collect();
+    let sink = db.plugin.sink(SqlSinkOptions::append("orders")).unwrap();
+
+    let report = sink.write(&events).await.unwrap();
+
+    let failed: Vec<usize> = report.failed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(failed, bad.to_vec());
+    for (position, err) in &report.failed {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(!err.is_temporary());
+        assert!(
+            err.message()
+                .starts_with(&format!("event {position} (id e{position})")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("orders_qty_check"), "{err}");
+        assert_eq!(err.context_value("code"), Some("23514"));
+    }
+    assert_eq!(db.count("orders").await, 997);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn the_sink_reports_a_payload_that_is_not_one_object() {
+    let db = Pg::new("sinkshape").await;
+    let sink = db.plugin.sink(SqlSinkOptions::append("notes")).unwrap();
+
+    let report = sink
+        .write(&[
+            event(0, Payload::json(json!({"id": 1, "text": "a"}))),
+            event(1, Payload::json(json!("just a string"))),
+            event(
+                2,
+                Payload::bytes(&br#"{"id": 2, "text": "b"}"#[..], "text/plain"),
+            ),
+            event(3, Payload::bytes(&b"{\"id\": "[..], "application/json")),
+        ])
+        .await
+        .unwrap();
+
+    let failed: Vec<usize> = report.failed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(failed, vec![1, 3]);
+    assert!(
+        report.failed[0]
+            .1
+            .to_string()
+            .contains("is a string, not one JSON object"),
+        "{}",
+        report.failed[0].1
+    );
+    assert!(
+        report.failed[1].1.to_string().contains("not valid JSON"),
+        "{}",
+        report.failed[1].1
+    );
+    assert_eq!(
+        db.rows("SELECT id, text FROM notes ORDER BY id").await,
+        vec![json!({"id": 1, "text": "a"}), json!({"id": 2, "text": "b"})]
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn the_sink_upserts_with_copy_and_finds_bad_rows_the_same_way() {
+    let db = Pg::new("sinkcopy").await;
+    db.sql("CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL CHECK (qty >= 0))")
+        .await;
+    let mut options = SqlSinkOptions::append("stock");
+    options.mode = SinkMode::Upsert;
+    options.key = vec!["sku".into()];
+    options.method = LoadMethod::Copy;
+    let sink = db.plugin.sink(options).unwrap();
+    let events: Vec<Event> = (0..50)
+        .map(|n| {
+            let qty = if n == 7 { -5 } else { n as i64 };
+            event(
+                n,
+                Payload::json(json!({"sku": format!("s{n}"), "qty": qty})),
+            )
+        })
+        .collect();
+
+    let report = sink.write(&events).await.unwrap();
+    let again = sink
+        .write(&[event(0, Payload::json(json!({"sku": "s1", "qty": 100})))])
+        .await
+        .unwrap();
+
+    let failed: Vec<usize> = report.failed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(failed, vec![7]);
+    assert!(again.is_complete());
+    assert_eq!(db.count("stock").await, 49);
+    assert_eq!(
+        db.rows("SELECT qty FROM stock WHERE sku = 's1'").await,
+        vec![json!({"qty": 100})]
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_sink_whose_plugin_shut_down_fails_the_whole_batch() {
+    let db = Pg::new("sinkdown").await;
+    let sink = db.plugin.sink(SqlSinkOptions::append("t")).unwrap();
+    db.plugin.shutdown().await.unwrap();
+
+    let err = sink
+        .write(&[event(0, Payload::json(json!({"id": 1})))])
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    let admin = Pg::new("sinkdown2").await;
+    admin
+        .sql(&format!("DROP SCHEMA \"{}\" CASCADE", db.schema))
+        .await;
+    admin.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// COPY
+
+#[tokio::test]
+async fn copy_loads_a_hundred_thousand_rows() {
+    let db = Pg::new("copybulk").await;
+    let n = 100_000i64;
+    let ids: Vec<i64> = (0..n).collect();
+    let rows = batch(vec![
+        ("id", Arc::new(Int64Array::from(ids.clone())) as ArrayRef),
+        (
+            "half",
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| *i as f64 / 2.0).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "label",
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| format!("row\t{i}")).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "even",
+            Arc::new(BooleanArray::from(
+                ids.iter().map(|i| i % 2 == 0).collect::<Vec<_>>(),
+            )),
+        ),
+    ]);
+
+    let out = db
+        .load(json!({"table": "bulk", "method": "copy"}), rows)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        out,
+        json!({"rows_written": n, "table": "bulk", "created": true})
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT count(*) AS n, sum(id) AS ids, sum(half) AS halves, \
+             count(*) FILTER (WHERE even) AS evens, \
+             count(*) FILTER (WHERE label = 'row' || chr(9) || id) AS labels FROM bulk"
+        )
+        .await,
+        vec![
+            json!({"n": n, "ids": "4999950000", "halves": 2_499_975_000.0, "evens": n / 2, "labels": n})
+        ]
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn copy_round_trips_every_awkward_character_exactly() {
+    let db = Pg::new("copychars").await;
+    let nasty = vec![
+        Some("tab\there"),
+        Some("new\nline and cr\r\nend"),
+        Some("back\\slash \\N \\x00 \\\\"),
+        Some("quotes ' \" `"),
+        Some("unicode é ☃ 𝄞 עברית"),
+        Some(""),
+        None,
+        Some("\\N"),
+        Some(",;|"),
+    ];
+    let count = nasty.len();
+    let bytes: Vec<Option<&[u8]>> = vec![
+        Some(&[0, 1, 2, 255]),
+        Some(b"\\x41"),
+        Some(b"\t\n\r\\"),
+        Some(&[]),
+        Some(b"plain"),
+        None,
+        None,
+        Some(&[92, 78]),
+        Some(b","),
+    ];
+    let rows = batch(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from((0..count as i64).collect::<Vec<_>>())) as ArrayRef,
+        ),
+        ("text", Arc::new(StringArray::from(nasty.clone()))),
+        ("raw", Arc::new(BinaryArray::from(bytes.clone()))),
+    ]);
+
+    db.load(json!({"table": "chars", "method": "copy"}), rows.clone())
+        .await
+        .unwrap();
+    db.load(json!({"table": "chars_insert"}), rows)
+        .await
+        .unwrap();
+
+    let back = db
+        .sql("SELECT text, raw FROM chars ORDER BY id")
+        .await
+        .into_records()
+        .unwrap();
+    let batch = &back.batches()[0];
+    let text = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let raw = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .unwrap();
+    for (i, expected) in nasty.iter().enumerate() {
+        let got_text = (!text.is_null(i)).then(|| text.value(i));
+        let got_raw = (!raw.is_null(i)).then(|| raw.value(i));
+        assert_eq!(got_text, *expected, "row {i}");
+        assert_eq!(got_raw, bytes[i], "row {i}");
+    }
+    assert_eq!(
+        db.rows(
+            "SELECT count(*) AS n FROM chars c JOIN chars_insert i ON c.id = i.id \
+             AND c.text IS NOT DISTINCT FROM i.text AND c.raw IS NOT DISTINCT FROM i.raw"
+        )
+        .await,
+        vec![json!({"n": count})],
+        "COPY and INSERT store the same values"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn copy_converts_text_into_existing_typed_columns_and_upserts() {
+    let db = Pg::new("copytypes").await;
+    db.sql("CREATE TABLE t (id int4 PRIMARY KEY, doc jsonb, u uuid, amount numeric(12,3), at timestamptz, day date)")
+        .await;
+    let config = json!({"table": "t", "mode": "upsert", "key": ["id"], "method": "copy"});
+    db.load(
+        config.clone(),
+        records(json!([
+            {"id": 1, "doc": "{\"a\": \"x\\ty\"}", "u": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+             "amount": "12.345", "at": "2026-11-27T03:25:00+01:00", "day": "2026-11-27"},
+            {"id": 2, "doc": null, "u": null, "amount": "7", "at": null, "day": null}
+        ])),
+    )
+    .await
+    .unwrap();
+
+    let out = db
+        .load(
+            config,
+            records(
+                json!([{"id": 2, "doc": "[1]", "u": null, "amount": "8", "at": null, "day": null}]),
+            ),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(out["rows_written"], 1);
+    assert_eq!(
+        db.rows("SELECT id, doc->>'a' AS a, doc::text AS doc, u::text AS u, amount::text AS amount, at AT TIME ZONE 'UTC' AS at, day FROM t ORDER BY id")
+            .await,
+        vec![
+            json!({"id": 1, "a": "x\ty", "doc": "{\"a\": \"x\\ty\"}", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                   "amount": "12.345", "at": "2026-11-27T02:25:00", "day": "2026-11-27"}),
+            json!({"id": 2, "a": null, "doc": "[1]", "u": null, "amount": "8.000", "at": null, "day": null}),
+        ]
+    );
+    assert_eq!(
+        db.rows("SELECT count(*) AS n FROM pg_tables WHERE tablename LIKE 'kernelize_copy_%'")
+            .await,
+        vec![json!({"n": 0})],
+        "the temporary table is gone"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_copy_with_a_bad_value_writes_nothing() {
+    let db = Pg::with("copybad", |s| s.max_connections = 1).await;
+    db.sql("CREATE TABLE t (id int4 NOT NULL, n int4)").await;
+    db.sql("INSERT INTO t VALUES (0, 0)").await;
+    let mut ids: Vec<i64> = (1..=20_000).collect();
+    ids.push(20_001);
+    let mut values: Vec<String> = (1..=20_000).map(|i| i.to_string()).collect();
+    values.push("not a number".into());
+    let rows = batch(vec![
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("n", Arc::new(StringArray::from(values))),
+    ]);
+
+    let err = db
+        .load(json!({"table": "t", "method": "copy"}), rows)
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string()
+            .contains("invalid input syntax for type integer"),
+        "{err}"
+    );
+    assert_eq!(err.context_value("code"), Some("22P02"));
+    assert!(!err.to_string().contains("not a number"), "{err}");
+    assert!(err.to_string().contains("the value is withheld"), "{err}");
+    // The one connection is usable again, and nothing of the COPY is there.
+    assert_eq!(db.count("t").await, 1);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn copy_is_refused_for_another_database_and_checked_at_sink_open() {
+    let db = Pg::new("copyopts").await;
+
+    let mut options = SqlSinkOptions::append("t");
+    options.mode = SinkMode::Upsert;
+    let err = db.plugin.sink(options).unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
+    assert!(err.to_string().contains("needs `key`"), "{err}");
+    db.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// batch-by-batch extract
+
+#[tokio::test]
+async fn extract_batches_streams_a_large_table_in_batches_of_batch_rows() {
+    let db = Pg::new("stream").await;
+    db.sql("CREATE TABLE big AS SELECT g::int8 AS id, 'row ' || g AS v FROM generate_series(1, 500000) g")
+        .await;
+
+    let config = ExtractConfig {
+        query: "SELECT id, v FROM big WHERE id > :after".into(),
+        params: json!({"after": 0}).as_object().cloned().unwrap(),
+        watermark: Some("id".into()),
+        batch_rows: Some(50_000),
+        ..Default::default()
+    };
+    let mut stream = db
+        .plugin
+        .extract_batches(config, Default::default())
+        .unwrap();
+    let mut sizes = Vec::new();
+    let mut next = 1i64;
+    while let Some(batch) = stream.try_next().await.unwrap() {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let labels = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        for (i, id) in ids.values().iter().enumerate() {
+            assert_eq!(*id, next);
+            assert_eq!(labels.value(i), format!("row {next}"));
+            next += 1;
+        }
+        assert_eq!(
+            batch.schema().metadata()[WATERMARK_MAX_KEY],
+            (next - 1).to_string()
+        );
+        sizes.push(batch.num_rows());
+    }
+    assert_eq!(sizes, vec![50_000; 10]);
+    assert_eq!(next, 500_001);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn extract_returns_records_of_batch_rows_each_and_bounds_bytes() {
+    let db = Pg::new("batches").await;
+
+    let records = db
+        .call(
+            "extract",
+            json!({"query": "SELECT g AS id FROM generate_series(1, 25) g", "batch_rows": 10,
+                   "watermark": "id"}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap()
+        .into_records()
+        .unwrap();
+    let err = db
+        .call(
+            "query",
+            json!({"sql": "SELECT repeat('x', 1000) AS s FROM generate_series(1, 5)", "max_bytes": 4000}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap_err();
+
+    let sizes: Vec<usize> = records.batches().iter().map(|b| b.num_rows()).collect();
+    assert_eq!(sizes, vec![10, 10, 5]);
+    assert_eq!(records.schema().metadata()[WATERMARK_MAX_KEY], "25");
+    assert!(err.to_string().contains("more than 4000 bytes"), "{err}");
+    db.finish().await;
 }

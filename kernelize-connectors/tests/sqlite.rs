@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
+use kernelize_connectors::sql::actions::ExtractConfig;
+use kernelize_connectors::sql::load::LoadMethod;
 use kernelize_connectors::sql::result_set::{WATERMARK_COLUMN_KEY, WATERMARK_MAX_KEY};
+use kernelize_connectors::sql::sink::SqlSinkOptions;
 use kernelize_connectors::sql::sqlite::{self, SqliteConnector, SqliteSettings};
 use kernelize_core::arrow_array::cast::AsArray;
 use kernelize_core::arrow_array::types::{Float64Type, Int64Type};
@@ -19,8 +23,8 @@ use kernelize_core::arrow_array::{
 use kernelize_core::arrow_schema::{DataType, TimeUnit};
 use kernelize_core::builtins::transformer::DataTransformer;
 use kernelize_core::{
-    Call, ErrorKind, Payload, Permission, PermissionGuard, Plugin, PluginConfig, PluginManager,
-    Records,
+    Call, ErrorKind, Event, EventSink, Payload, Permission, PermissionGuard, Plugin, PluginConfig,
+    PluginManager, Records,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -1349,4 +1353,292 @@ async fn execute_runs_ddl_and_dml_with_bound_values_and_counts_rows() {
         .unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
     assert_eq!(db.count("people").await, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// event sink
+
+fn event(n: usize, payload: Payload) -> Event {
+    Event::new(format!("e{n}"), payload)
+}
+
+#[tokio::test]
+async fn the_sink_writes_good_events_and_reports_each_bad_one() {
+    let ws = Workspace::new();
+    let db = ws.open("sink.db").await;
+    db.sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, note TEXT)")
+        .await;
+    let bad = [1usize, 2, 640];
+    let events: Vec<Event> = (0..1000)
+        .map(|n| {
+            let qty = if bad.contains(&n) {
+                json!(null)
+            } else {
+                json!(n)
+            };
+            event(
+                n,
+                Payload::json(json!({"id": n, "qty": qty, "note": format!("order {n}")})),
+            )
+        })
+        .collect();
+    let sink = db.plugin.sink(SqlSinkOptions::append("orders")).unwrap();
+
+    let report = sink.write(&events).await.unwrap();
+
+    let failed: Vec<usize> = report.failed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(failed, bad.to_vec());
+    for (position, err) in &report.failed {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.message()
+                .starts_with(&format!("event {position} (id e{position})")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("NOT NULL constraint failed"),
+            "{err}"
+        );
+    }
+    assert_eq!(db.count("orders").await, 997);
+}
+
+#[tokio::test]
+async fn the_sink_reports_payloads_that_are_not_one_object_and_creates_the_table() {
+    let ws = Workspace::new();
+    let db = ws.open("sinkshape.db").await;
+    let sink = db.plugin.sink(SqlSinkOptions::append("notes")).unwrap();
+
+    let report = sink
+        .write(&[
+            event(
+                0,
+                Payload::json(json!({"id": 1, "text": "a", "meta": {"k": 1}})),
+            ),
+            event(1, Payload::json(json!(42))),
+            event(2, Payload::Empty),
+            event(3, Payload::json(json!({"id": 2, "text": 7}))),
+        ])
+        .await
+        .unwrap();
+
+    let failed: Vec<usize> = report.failed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(failed, vec![1, 2]);
+    assert!(
+        report.failed[0]
+            .1
+            .to_string()
+            .contains("is a number, not one JSON object"),
+        "{}",
+        report.failed[0].1
+    );
+    // A field of two JSON kinds goes as text; an object as its JSON text.
+    assert_eq!(
+        db.rows("SELECT id, text, meta FROM notes ORDER BY id")
+            .await,
+        vec![
+            json!({"id": 1, "text": "a", "meta": "{\"k\":1}"}),
+            json!({"id": 2, "text": "7", "meta": null}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_sink_on_a_read_only_database_is_refused_when_it_opens() {
+    let ws = Workspace::new();
+    ws.open("ro.db").await.sql("CREATE TABLE t (v)").await;
+    let mut settings = ws.settings("ro.db");
+    settings.read_only = true;
+    settings.create_if_missing = false;
+    let db = ws.open_with(settings).await;
+
+    let err = db.plugin.sink(SqlSinkOptions::append("t")).unwrap_err();
+
+    assert!(err.to_string().contains("read_only"), "{err}");
+    let err = db
+        .plugin
+        .sink(SqlSinkOptions {
+            method: LoadMethod::Copy,
+            ..SqlSinkOptions::append("t")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("read_only"), "{err}");
+}
+
+#[tokio::test]
+async fn copy_is_refused_for_sqlite() {
+    let ws = Workspace::new();
+    let db = ws.open("nocopy.db").await;
+
+    let err = db
+        .load(
+            json!({"table": "t", "method": "copy"}),
+            records(json!([{"id": 1}])),
+        )
+        .await
+        .unwrap_err();
+    let sink_err = db
+        .plugin
+        .sink(SqlSinkOptions {
+            method: LoadMethod::Copy,
+            ..SqlSinkOptions::append("t")
+        })
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("SQLite has no bulk COPY"), "{err}");
+    assert_eq!(sink_err.kind(), ErrorKind::ConfigInvalid);
+}
+
+// ---------------------------------------------------------------------------------------
+// batch-by-batch extract
+
+#[tokio::test]
+async fn extract_batches_streams_a_large_table_in_batches_of_batch_rows() {
+    let ws = Workspace::new();
+    let db = ws.open("big.db").await;
+    db.sql("CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    db.sql(
+        "INSERT INTO big WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 500000) \
+         SELECT n, 'row ' || n FROM s",
+    )
+    .await;
+
+    let config = ExtractConfig {
+        query: "SELECT id, v FROM big WHERE id > :after".into(),
+        params: json!({"after": 0}).as_object().cloned().unwrap(),
+        watermark: Some("id".into()),
+        batch_rows: Some(50_000),
+        ..Default::default()
+    };
+    let mut stream = db
+        .plugin
+        .extract_batches(config, Default::default())
+        .unwrap();
+    let mut sizes = Vec::new();
+    let mut next = 1i64;
+    while let Some(batch) = stream.try_next().await.unwrap() {
+        for id in batch.column(0).as_primitive::<Int64Type>().values() {
+            assert_eq!(*id, next);
+            next += 1;
+        }
+        sizes.push(batch.num_rows());
+    }
+    assert_eq!(sizes, vec![50_000; 10]);
+    assert_eq!(next, 500_001);
+}
+
+#[tokio::test]
+async fn dropping_a_batch_stream_stops_the_query_and_frees_its_connection() {
+    let ws = Workspace::new();
+    let mut settings = ws.settings("drop.db");
+    settings.max_connections = 1;
+    let db = ws.open_with(settings).await;
+    db.sql("CREATE TABLE big (id INTEGER PRIMARY KEY)").await;
+    db.sql(
+        "INSERT INTO big WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100000) \
+         SELECT n FROM s",
+    )
+    .await;
+    let config = ExtractConfig {
+        query: "SELECT id FROM big".into(),
+        batch_rows: Some(1000),
+        ..Default::default()
+    };
+
+    let mut stream = db
+        .plugin
+        .extract_batches(config, Default::default())
+        .unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    drop(stream);
+
+    assert_eq!(first.num_rows(), 1000);
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), db.count("big"))
+        .await
+        .expect("the stream's connection went back to the pool");
+    assert_eq!(n, 100_000);
+}
+
+#[tokio::test]
+async fn a_batch_stream_reports_errors_as_its_last_item() {
+    let ws = Workspace::new();
+    let db = ws.open("streamerr.db").await;
+    db.sql("CREATE TABLE t (v INTEGER)").await;
+    db.sql("INSERT INTO t VALUES (1), (2), (3)").await;
+
+    let mut stream = db
+        .plugin
+        .extract_batches(
+            ExtractConfig {
+                query: "SELECT v FROM t".into(),
+                max_rows: Some(2),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .unwrap();
+
+    let err = stream.try_next().await.unwrap_err();
+    assert!(err.to_string().contains("more than 2 rows"), "{err}");
+    assert!(stream.try_next().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_later_batch_that_does_not_fit_the_first_is_an_error_naming_both_rows() {
+    let ws = Workspace::new();
+    let db = ws.open("drift.db").await;
+    db.sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v)").await;
+    db.sql("INSERT INTO t VALUES (1, 10), (2, 20), (3, 'thirty')")
+        .await;
+
+    let err = db
+        .call(
+            "extract",
+            json!({"query": "SELECT v FROM t ORDER BY id", "batch_rows": 2}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap_err();
+
+    let text = err.to_string();
+    assert!(
+        text.contains("column `v` mixes INTEGER and TEXT values (rows 1 and 3"),
+        "{text}"
+    );
+    let rows = db
+        .rows("SELECT CAST(v AS TEXT) AS v FROM t ORDER BY id")
+        .await;
+    assert_eq!(rows.len(), 3, "the suggested CAST reads them all");
+}
+
+#[tokio::test]
+async fn a_locked_database_fails_the_whole_batch_with_a_temporary_error() {
+    use sqlx::Connection;
+    let ws = Workspace::new();
+    let mut settings = ws.settings("busy.db");
+    settings.busy_timeout = std::time::Duration::from_millis(200);
+    let db = ws.open_with(settings).await;
+    db.sql("CREATE TABLE t (id INTEGER)").await;
+    let sink = db.plugin.sink(SqlSinkOptions::append("t")).unwrap();
+    let events = [
+        event(0, Payload::json(json!({"id": 1}))),
+        event(1, Payload::json(json!({"id": 2}))),
+    ];
+    // Another writer holds the database's write lock.
+    let url = format!("sqlite://{}", ws.path("busy.db").display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let err = sink.write(&events).await.unwrap_err();
+
+    assert!(err.is_temporary(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert!(sink.write(&events).await.unwrap().is_complete());
+    assert_eq!(db.count("t").await, 2);
 }

@@ -24,8 +24,7 @@ pub use payload::{Blob, Payload, Records};
 pub use permissions::{Permission, PermissionGuard};
 pub use plugin::{
     Action, ActionContext, ActionDescriptor, ActionRouter, Call, Category, Dependency, EventRoles,
-    Handler,
-    HealthReport, HealthStatus, InitContext, PayloadType, Plugin, PluginMetadata,
+    Handler, HealthReport, HealthStatus, InitContext, PayloadType, Plugin, PluginMetadata,
 };
 pub use registry::{PluginFactory, Registry, Resolution};
 

@@ -59,10 +59,22 @@ impl EventSink for Recording {
             match b.get("fail").and_then(Value::as_str) {
                 Some("permanent") => report.failed.push((
                     i,
-                    Error::new(ErrorKind::InvalidInput, format!("row {} violates a check", b["id"])),
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("row {} violates a check", b["id"]),
+                    ),
                 )),
-                Some("once") if self.seen_once.lock().map(|mut s| s.insert(e.id.clone())).unwrap_or(false) => {
-                    report.failed.push((i, Error::new(ErrorKind::Timeout, "lock timeout").set_temporary()))
+                Some("once")
+                    if self
+                        .seen_once
+                        .lock()
+                        .map(|mut s| s.insert(e.id.clone()))
+                        .unwrap_or(false) =>
+                {
+                    report.failed.push((
+                        i,
+                        Error::new(ErrorKind::Timeout, "lock timeout").set_temporary(),
+                    ))
                 }
                 _ => {
                     if let Ok(mut w) = self.written.lock() {
@@ -76,7 +88,10 @@ impl EventSink for Recording {
 }
 
 fn event(id: u64, body: Value) -> Event {
-    Event::new(id.to_string(), Payload::bytes(body.to_string().into_bytes(), "application/json"))
+    Event::new(
+        id.to_string(),
+        Payload::bytes(body.to_string().into_bytes(), "application/json"),
+    )
 }
 
 async fn send_all(tx: &ChannelSender, events: Vec<Event>) -> Result<()> {
@@ -137,7 +152,10 @@ async fn filter_route_transform_and_sinks_account_for_every_event() -> Result<()
         ))
         .stage(Stage::route(
             "size",
-            &[("big", "event.amount >= 1000"), ("small", "event.amount >= 0")],
+            &[
+                ("big", "event.amount >= 1000"),
+                ("small", "event.amount >= 0"),
+            ],
             Unmatched::DeadLetter,
         )?)
         .sink(Sink::new("big", big.clone()).routes(["big"]))
@@ -156,31 +174,64 @@ async fn filter_route_transform_and_sinks_account_for_every_event() -> Result<()
         };
         events.push(event(i, body));
     }
-    events.push(Event::new("bad", Payload::bytes(&b"{not json"[..], "application/json")));
+    events.push(Event::new(
+        "bad",
+        Payload::bytes(&b"{not json"[..], "application/json"),
+    ));
     send_all(&tx, events).await?;
     let metrics = run_with_timeout(pipeline).await?;
 
     // 100 test events filtered; 100 negative amounts dead-lettered (no route); one malformed
     // dead-lettered; the rest routed by amount.
-    let big_ids: Vec<i64> = big.bodies().iter().filter_map(|b| b["id"].as_i64()).collect();
+    let big_ids: Vec<i64> = big
+        .bodies()
+        .iter()
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
     let small_n = small.bodies().len();
     assert_eq!(big_ids.len() + small_n, 800);
-    assert!(big.bodies().iter().all(|b| b["amount"].as_i64() >= Some(1000)));
-    assert!(big.bodies().iter().all(|b| b.get("extra").is_none()), "the transform kept only three fields");
-    assert_eq!(audit.bodies().len(), 800, "a sink with no routes takes every event");
+    assert!(
+        big.bodies()
+            .iter()
+            .all(|b| b["amount"].as_i64() >= Some(1000))
+    );
+    assert!(
+        big.bodies().iter().all(|b| b.get("extra").is_none()),
+        "the transform kept only three fields"
+    );
+    assert_eq!(
+        audit.bodies().len(),
+        800,
+        "a sink with no routes takes every event"
+    );
     let dead_letters = dead.bodies();
     assert_eq!(dead_letters.len(), 101);
-    let malformed: Vec<&Value> = dead_letters.iter().filter(|d| d["event_id"] == "bad").collect();
+    let malformed: Vec<&Value> = dead_letters
+        .iter()
+        .filter(|d| d["event_id"] == "bad")
+        .collect();
     assert_eq!(malformed.len(), 1);
     assert_eq!(malformed[0]["stage"], "not_test");
-    assert!(malformed[0]["error"].as_str().unwrap_or("").contains("not JSON"), "{}", malformed[0]);
+    assert!(
+        malformed[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not JSON"),
+        "{}",
+        malformed[0]
+    );
     assert_eq!(malformed[0]["payload"], "{not json");
     assert_eq!(malformed[0]["error_kind"], "invalid_input");
     let unrouted = dead_letters.iter().filter(|d| d["stage"] == "size").count();
     assert_eq!(unrouted, 100);
 
     // Counts add up, and every delivery was settled.
-    let stage = |n: &str| metrics.stage(n).cloned().ok_or_else(|| Error::new(ErrorKind::NotFound, n.to_string()));
+    let stage = |n: &str| {
+        metrics
+            .stage(n)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, n.to_string()))
+    };
     assert_eq!(stage("orders")?.received, 1001);
     assert_eq!(stage("not_test")?.discarded, 100);
     assert_eq!(stage("not_test")?.dead_lettered, 1);
@@ -215,16 +266,37 @@ async fn only_the_failed_events_of_a_batch_are_retried_or_dead_lettered() -> Res
     }
     send_all(&tx, events).await?;
     let metrics = run_with_timeout(pipeline).await?;
-    let written: Vec<i64> = sink.bodies().iter().filter_map(|b| b["id"].as_i64()).collect();
-    assert_eq!(written.len(), 197, "every good row once, the temporary failures after a retry");
-    assert_eq!(written.iter().collect::<HashSet<_>>().len(), 197, "no row written twice");
-    let dead_ids: Vec<String> = dead.bodies().iter().map(|d| d["event_id"].as_str().unwrap_or("").to_string()).collect();
+    let written: Vec<i64> = sink
+        .bodies()
+        .iter()
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
+    assert_eq!(
+        written.len(),
+        197,
+        "every good row once, the temporary failures after a retry"
+    );
+    assert_eq!(
+        written.iter().collect::<HashSet<_>>().len(),
+        197,
+        "no row written twice"
+    );
+    let dead_ids: Vec<String> = dead
+        .bodies()
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(dead_ids, vec!["7", "77", "177"]);
     for d in dead.bodies() {
         assert_eq!(d["stage"], "table");
         assert_eq!(d["sink"], "table");
         assert_eq!(d["attempts"], 1, "a permanent failure is not retried");
-        assert!(d["error"].as_str().unwrap_or("").contains("violates a check"));
+        assert!(
+            d["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("violates a check")
+        );
         assert!(d["failed_at"].as_str().is_some() && d["received_at"].as_str().is_some());
     }
     // 4 batches of 50; the retries send only the 10 "once" rows again: 4 + 4 writes of which
@@ -233,7 +305,10 @@ async fn only_the_failed_events_of_a_batch_are_retried_or_dead_lettered() -> Res
     assert_eq!(table.as_ref().map(|t| t.received), Some(200));
     assert_eq!(table.as_ref().map(|t| t.errors), Some(13));
     assert_eq!(table.as_ref().map(|t| t.sent), Some(197));
-    assert!(sink.calls.load(Ordering::SeqCst) <= 8, "whole batches were written again");
+    assert!(
+        sink.calls.load(Ordering::SeqCst) <= 8,
+        "whole batches were written again"
+    );
     assert_eq!(table.as_ref().map(|t| t.dead_lettered), Some(3));
     assert_eq!(metrics.acked, 197);
     assert_eq!(metrics.rejected, 3);
@@ -254,10 +329,17 @@ async fn a_sink_that_stays_down_dead_letters_after_its_attempts() -> Result<()> 
         .build()?;
     send_all(&tx, (0..10).map(|i| event(i, json!({"id": i}))).collect()).await?;
     let metrics = run_with_timeout(pipeline).await?;
-    assert_eq!(sink.calls.load(Ordering::SeqCst), 4, "one batch, four attempts");
+    assert_eq!(
+        sink.calls.load(Ordering::SeqCst),
+        4,
+        "one batch, four attempts"
+    );
     let dead = dead.bodies();
     assert_eq!(dead.len(), 10);
-    assert!(dead.iter().all(|d| d["attempts"] == 4 && d["error_kind"] == "remote"));
+    assert!(
+        dead.iter()
+            .all(|d| d["attempts"] == 4 && d["error_kind"] == "remote")
+    );
     assert_eq!(metrics.rejected, 10);
     Ok(())
 }
@@ -274,7 +356,14 @@ async fn without_a_working_dead_letter_sink_events_go_back_to_the_source() -> Re
         .dead_letter(dead.clone())
         .batch(small_batches())
         .build()?;
-    send_all(&tx, vec![event(1, json!({"id": 1, "fail": "permanent"})), event(2, json!({"id": 2}))]).await?;
+    send_all(
+        &tx,
+        vec![
+            event(1, json!({"id": 1, "fail": "permanent"})),
+            event(2, json!({"id": 2})),
+        ],
+    )
+    .await?;
     let metrics = run_with_timeout(pipeline).await?;
     // First round: the dead letter could not be written → handed back (retried); the
     // channel delivered it again (attempt 2) and then it was dead-lettered.
@@ -292,19 +381,32 @@ async fn without_a_working_dead_letter_sink_events_go_back_to_the_source() -> Re
 async fn dedupe_drops_duplicates_within_the_window() -> Result<()> {
     for store in [
         Arc::new(MemoryDedupe::default()) as Arc<dyn DedupeStore>,
-        Arc::new(StoreDedupe(Arc::new(kernelize_workflow::store::MemoryStore::default()))),
+        Arc::new(StoreDedupe(Arc::new(
+            kernelize_workflow::store::MemoryStore::default(),
+        ))),
     ] {
         let (tx, source) = channel(1000);
         let sink = Arc::new(Recording::default());
         let pipeline = Pipeline::builder("dedupe", Box::new(source))
-            .stage(Stage::dedupe("once", Some("event.order"), Duration::from_secs(3600), store)?)
+            .stage(Stage::dedupe(
+                "once",
+                Some("event.order"),
+                Duration::from_secs(3600),
+                store,
+            )?)
             .sink(Sink::new("table", sink.clone()))
             .batch(small_batches())
             .build()?;
-        let events = (0..300u64).map(|i| event(i, json!({"order": i % 100}))).collect();
+        let events = (0..300u64)
+            .map(|i| event(i, json!({"order": i % 100})))
+            .collect();
         send_all(&tx, events).await?;
         let metrics = run_with_timeout(pipeline).await?;
-        let mut orders: Vec<i64> = sink.bodies().iter().filter_map(|b| b["order"].as_i64()).collect();
+        let mut orders: Vec<i64> = sink
+            .bodies()
+            .iter()
+            .filter_map(|b| b["order"].as_i64())
+            .collect();
         orders.sort_unstable();
         assert_eq!(orders, (0..100).collect::<Vec<_>>());
         assert_eq!(metrics.stage("once").map(|s| s.discarded), Some(200));
@@ -321,13 +423,28 @@ async fn a_dead_lettered_key_is_not_a_duplicate() -> Result<()> {
     let sink = Arc::new(Recording::default());
     let dead = Arc::new(Recording::default());
     let pipeline = Pipeline::builder("dedupe_dead", Box::new(source))
-        .stage(Stage::dedupe("once", Some("event.order"), Duration::from_secs(3600), Arc::new(MemoryDedupe::default()))?)
+        .stage(Stage::dedupe(
+            "once",
+            Some("event.order"),
+            Duration::from_secs(3600),
+            Arc::new(MemoryDedupe::default()),
+        )?)
         .sink(Sink::new("table", sink.clone()).retry(fast_retry(1)))
         .dead_letter(dead.clone())
-        .batch(BatchSpec { count: 1, ..small_batches() })
+        .batch(BatchSpec {
+            count: 1,
+            ..small_batches()
+        })
         .max_in_flight(1)
         .build()?;
-    send_all(&tx, vec![event(1, json!({"order": 1, "fail": "permanent"})), event(2, json!({"order": 1}))]).await?;
+    send_all(
+        &tx,
+        vec![
+            event(1, json!({"order": 1, "fail": "permanent"})),
+            event(2, json!({"order": 1})),
+        ],
+    )
+    .await?;
     run_with_timeout(pipeline).await?;
     assert_eq!(dead.bodies().len(), 1);
     assert_eq!(sink.bodies().len(), 1);
@@ -344,7 +461,11 @@ struct Gate {
 impl EventSink for Gate {
     async fn write(&self, events: &[Event]) -> Result<WriteReport> {
         self.held.fetch_add(events.len(), Ordering::SeqCst);
-        let permit = self.open.acquire().await.map_err(|_| Error::new(ErrorKind::Cancelled, "closed"))?;
+        let permit = self
+            .open
+            .acquire()
+            .await
+            .map_err(|_| Error::new(ErrorKind::Cancelled, "closed"))?;
         permit.forget();
         Ok(WriteReport::all_written())
     }
@@ -359,7 +480,11 @@ async fn a_slow_sink_holds_back_the_source() -> Result<()> {
     });
     let pipeline = Pipeline::builder("pressure", Box::new(source))
         .sink(Sink::new("slow", gate.clone()))
-        .batch(BatchSpec { count: 10, bytes: 1 << 20, linger: Duration::from_millis(1) })
+        .batch(BatchSpec {
+            count: 10,
+            bytes: 1 << 20,
+            linger: Duration::from_millis(1),
+        })
         .max_in_flight(25)
         .build()?;
     for i in 0..1000 {
@@ -370,7 +495,10 @@ async fn a_slow_sink_holds_back_the_source() -> Result<()> {
     let running = tokio::spawn(done);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let received = handle.metrics().stages[0].received;
-    assert!(received <= 25, "the source was read past max_in_flight: {received}");
+    assert!(
+        received <= 25,
+        "the source was read past max_in_flight: {received}"
+    );
     assert!(received >= 10, "the pipeline did not start: {received}");
     gate.open.add_permits(1000);
     tokio::time::timeout(Duration::from_secs(30), running)
@@ -409,10 +537,15 @@ async fn dead_letters_replay_selectively_into_the_failed_sink() -> Result<()> {
             .batch(small_batches())
             .build()
     };
-    let events = (0..20u64).map(|i| event(i, json!({"id": i, "kind": if i < 5 { "a" } else { "b" }}))).collect();
+    let events = (0..20u64)
+        .map(|i| event(i, json!({"id": i, "kind": if i < 5 { "a" } else { "b" }})))
+        .collect();
     send_all(&tx, events).await?;
     let first = run_with_timeout(build(Box::new(source))?).await?;
-    assert_eq!(first.acked, 20, "written to `copy`, dead-lettered for `table`: acknowledged");
+    assert_eq!(
+        first.acked, 20,
+        "written to `copy`, dead-lettered for `table`: acknowledged"
+    );
     assert_eq!(copy.bodies().len(), 20);
     assert_eq!(dead_tx.unsettled(), 20);
 
@@ -422,12 +555,24 @@ async fn dead_letters_replay_selectively_into_the_failed_sink() -> Result<()> {
         .map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
     let replay = Replay::new(Box::new(dead_source), Some(select)).idle(Duration::from_millis(300));
     let second = run_with_timeout(build(Box::new(replay))?).await?;
-    let replayed: Vec<i64> = table.bodies().iter().filter_map(|b| b["id"].as_i64()).collect();
+    let replayed: Vec<i64> = table
+        .bodies()
+        .iter()
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
     assert_eq!(replayed.len(), 5);
     assert!(replayed.iter().all(|i| *i < 5));
-    assert_eq!(copy.bodies().len(), 20, "a replay goes to the sink that failed only");
+    assert_eq!(
+        copy.bodies().len(),
+        20,
+        "a replay goes to the sink that failed only"
+    );
     assert_eq!(second.acked, 5);
-    assert_eq!(dead_tx.unsettled(), 15, "the replayed dead letters left the store, the others stayed");
+    assert_eq!(
+        dead_tx.unsettled(),
+        15,
+        "the replayed dead letters left the store, the others stayed"
+    );
     Ok(())
 }
 
@@ -452,7 +597,10 @@ fn dead_letters_keep_the_original_body_and_metadata() -> Result<()> {
         other => panic!("expected bytes, got {other:?}"),
     }
     let broken = Event::new("x", Payload::json(json!({"payload_encoding": "base64"})));
-    assert_eq!(original_event(&broken).map(|_| ()).map_err(|e| e.kind()), Err(ErrorKind::CorruptData));
+    assert_eq!(
+        original_event(&broken).map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::CorruptData)
+    );
     Ok(())
 }
 
@@ -474,8 +622,12 @@ pipelines:
 async fn yaml_pipelines_are_checked_against_the_plugins() -> Result<()> {
     let manager = PluginManager::new();
     manager.install_all(kernelize_core::builtins::factories())?;
-    let loaded = parse("p.yaml", YAML).map_err(|d| Error::new(ErrorKind::InvalidInput, d.to_string()))?;
-    let problems = validate(&loaded, &manager).err().map(|d| d.to_string()).unwrap_or_default();
+    let loaded =
+        parse("p.yaml", YAML).map_err(|d| Error::new(ErrorKind::InvalidInput, d.to_string()))?;
+    let problems = validate(&loaded, &manager)
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
     for expected in [
         "is not an event source",
         "is not an event sink",
@@ -485,7 +637,10 @@ async fn yaml_pipelines_are_checked_against_the_plugins() -> Result<()> {
         "exactly one of filter, route, transform, dedupe, batch; this one is filter and dedupe",
         "no route stage has an output `nowhere`",
     ] {
-        assert!(problems.contains(expected), "missing `{expected}` in:\n{problems}");
+        assert!(
+            problems.contains(expected),
+            "missing `{expected}` in:\n{problems}"
+        );
     }
     assert!(!problems.contains("`eu`"), "{problems}");
     Ok(())
@@ -497,15 +652,25 @@ async fn counts_add_up_under_concurrent_duplicates_and_redeliveries() -> Result<
     let (tx, source) = channel(500);
     let sink = Arc::new(Recording::default());
     let pipeline = Pipeline::builder("dups", Box::new(source))
-        .stage(Stage::dedupe("once", None, Duration::from_secs(60), Arc::new(MemoryDedupe::default()))?)
+        .stage(Stage::dedupe(
+            "once",
+            None,
+            Duration::from_secs(60),
+            Arc::new(MemoryDedupe::default()),
+        )?)
         .sink(Sink::new("table", sink.clone()).retry(fast_retry(3)))
         .batch(small_batches())
         .build()?;
     let sender = tokio::spawn(async move {
         for round in 0..2u64 {
             for i in 0..500u64 {
-                let fail = if i % 4 == 0 && round == 0 { "once" } else { "no" };
-                let e = event(round * 1000 + i, json!({"id": i, "fail": fail})).with_key(i.to_string());
+                let fail = if i % 4 == 0 && round == 0 {
+                    "once"
+                } else {
+                    "no"
+                };
+                let e =
+                    event(round * 1000 + i, json!({"id": i, "fail": fail})).with_key(i.to_string());
                 tx.send(e).await?;
             }
         }
@@ -513,7 +678,9 @@ async fn counts_add_up_under_concurrent_duplicates_and_redeliveries() -> Result<
         Ok::<_, Error>(())
     });
     let metrics = run_with_timeout(pipeline).await?;
-    sender.await.map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))??;
+    sender
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))??;
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for b in sink.bodies() {
         *counts.entry(b["id"].as_i64().unwrap_or(-1)).or_default() += 1;

@@ -385,27 +385,72 @@ async fn dedupe_keys(store: &dyn Store) {
     use kernelize_workflow::store::KeyClaim;
     let lease = Duration::from_millis(300);
     let window = Duration::from_secs(60);
-    assert_eq!(store.claim_key("p", "k1", "a", lease).await.unwrap(), KeyClaim::New);
-    assert_eq!(store.claim_key("p", "k1", "b", lease).await.unwrap(), KeyClaim::Pending);
+    assert_eq!(
+        store.claim_key("p", "k1", "a", lease).await.unwrap(),
+        KeyClaim::New
+    );
+    assert_eq!(
+        store.claim_key("p", "k1", "b", lease).await.unwrap(),
+        KeyClaim::Pending
+    );
     // Only the holder settles its claim.
-    store.settle_key("p", "k1", "b", Some(window)).await.unwrap();
-    assert_eq!(store.claim_key("p", "k1", "b", lease).await.unwrap(), KeyClaim::Pending);
-    store.settle_key("p", "k1", "a", Some(window)).await.unwrap();
-    assert_eq!(store.claim_key("p", "k1", "b", lease).await.unwrap(), KeyClaim::Done);
+    store
+        .settle_key("p", "k1", "b", Some(window))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_key("p", "k1", "b", lease).await.unwrap(),
+        KeyClaim::Pending
+    );
+    store
+        .settle_key("p", "k1", "a", Some(window))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_key("p", "k1", "b", lease).await.unwrap(),
+        KeyClaim::Done
+    );
     // Scopes are apart; a released claim is free again.
-    assert_eq!(store.claim_key("q", "k1", "b", lease).await.unwrap(), KeyClaim::New);
+    assert_eq!(
+        store.claim_key("q", "k1", "b", lease).await.unwrap(),
+        KeyClaim::New
+    );
     store.settle_key("q", "k1", "b", None).await.unwrap();
-    assert_eq!(store.claim_key("q", "k1", "c", lease).await.unwrap(), KeyClaim::New);
+    assert_eq!(
+        store.claim_key("q", "k1", "c", lease).await.unwrap(),
+        KeyClaim::New
+    );
     // A claim whose holder died lapses after its lease; a window ends.
-    assert_eq!(store.claim_key("p", "k2", "dead", lease).await.unwrap(), KeyClaim::New);
+    assert_eq!(
+        store.claim_key("p", "k2", "dead", lease).await.unwrap(),
+        KeyClaim::New
+    );
     store.settle_key("p", "k3", "x", None).await.unwrap();
-    assert_eq!(store.claim_key("p", "k3", "a", lease).await.unwrap(), KeyClaim::New);
-    store.settle_key("p", "k3", "a", Some(Duration::from_millis(200))).await.unwrap();
+    assert_eq!(
+        store.claim_key("p", "k3", "a", lease).await.unwrap(),
+        KeyClaim::New
+    );
+    store
+        .settle_key("p", "k3", "a", Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(store.claim_key("p", "k2", "a", lease).await.unwrap(), KeyClaim::New);
-    assert!(store.purge_keys("p").await.unwrap() >= 1, "k3's window ended");
-    assert_eq!(store.claim_key("p", "k3", "a", lease).await.unwrap(), KeyClaim::New);
-    assert_eq!(store.claim_key("p", "k1", "z", lease).await.unwrap(), KeyClaim::Done);
+    assert_eq!(
+        store.claim_key("p", "k2", "a", lease).await.unwrap(),
+        KeyClaim::New
+    );
+    assert!(
+        store.purge_keys("p").await.unwrap() >= 1,
+        "k3's window ended"
+    );
+    assert_eq!(
+        store.claim_key("p", "k3", "a", lease).await.unwrap(),
+        KeyClaim::New
+    );
+    assert_eq!(
+        store.claim_key("p", "k1", "z", lease).await.unwrap(),
+        KeyClaim::Done
+    );
 }
 
 macro_rules! suite {

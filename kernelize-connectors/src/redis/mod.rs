@@ -67,6 +67,45 @@
 //!
 //! The same operations are [`RedisStreams`] for Rust code.
 //!
+//! ## Event source and sink ([`events`] module)
+//!
+//! The plugin is an event source and sink for event pipelines
+//! ([`PluginManager::open_source`](kernelize_core::PluginManager::open_source) /
+//! `open_sink`).
+//!
+//! - Source ([`RedisEventSource`], options [`RedisSourceOptions`]): `{stream, group,
+//!   consumer, batch (100, at most 10,000), block_ms (5,000), create_group (true),
+//!   group_start ("0"), claim_idle_ms (60,000; 0 for no claiming), content_type
+//!   ("application/octet-stream"), payload_field ("payload")}`. It reads `XREADGROUP >` at
+//!   most `batch` entries at a time (only once the previous were handed out) and every
+//!   `claim_idle_ms / 2` claims (`XAUTOCLAIM`) entries pending longer than `claim_idle_ms` —
+//!   those of crashed consumers, and its own retried ones — and hands them out again.
+//! - Events: `id` the entry id, `subject` the stream, `payload` the `payload_field` as bytes
+//!   of the entry's `content_type` field (else the option's), or, for an entry without that
+//!   field, a JSON object of all its fields; `key` the `key` (else `message_id`) field;
+//!   `headers` the other fields; `attempt` 1 for a new entry and the group's delivery count
+//!   (`XPENDING`) for a claimed one.
+//! - Settling: `ack` is `XACK`; `reject` is `XACK` too (the pipeline dead-lettered it);
+//!   `retry` leaves the entry pending, and it comes back through the claim after
+//!   `claim_idle_ms` — that stands for the retry's `delay`, which Redis cannot schedule. A
+//!   delivery dropped unsettled comes back the same way. A delivery taking longer than
+//!   `claim_idle_ms` may be claimed and delivered again meanwhile: keep it above the time a
+//!   message takes to process.
+//! - Failures: the connection manager reconnects after a drop; reads that fail while Redis
+//!   does not answer are retried with backoff (100 ms to 5 s, jitter) until the receive is
+//!   cancelled, and a group that vanished (Redis restarted without persistence) is created
+//!   again when `create_group` is on. Entries pending in the group survive reconnects, so
+//!   settling works again once Redis is back; while it is down, settling fails with a
+//!   temporary error and the entry stays pending (at least once, never lost).
+//! - Sink ([`RedisEventSink`], options [`RedisSinkOptions`]): `{stream, maxlen?,
+//!   payload_field ("payload")}`: one `XADD` per event (per row for records), all of a batch
+//!   in one pipeline, with the body in `payload_field`, its media type in `content_type`,
+//!   `key` from the event's key and the event's headers as fields, so the source reads them
+//!   back unchanged. Bodies are text: JSON as its text, UTF-8 bytes as they are; other bytes
+//!   are refused for that event (base64 them first). Events that fail are named in the
+//!   `WriteReport`; a batch none of which was written (Redis down) fails as a whole with a
+//!   temporary error. Streams do not de-duplicate: a retried write may append twice.
+//!
 //! ## Limits and failures
 //!
 //! `count`, `keys`, `ids` and published entries are at most 10,000 per call; `block_ms` at
@@ -79,6 +118,7 @@ mod actions;
 mod cache;
 mod client;
 mod config;
+pub mod events;
 pub mod streams;
 
 use std::sync::LazyLock;
@@ -89,7 +129,8 @@ use kernelize_core::plugin::{
     PluginMetadata,
 };
 use kernelize_core::{
-    Error, ErrorKind, Payload, Permission, PermissionGuard, PluginFactory, Result,
+    Error, ErrorKind, EventSink, EventSource, Payload, Permission, PermissionGuard, PluginFactory,
+    Result,
 };
 use serde_json::Value;
 
@@ -101,6 +142,7 @@ pub use actions::{
 pub use cache::{RedisCache, SetOptions};
 pub use client::{REDIS_CODE, RedisClient};
 pub use config::{DEFAULT_PORT, MAX_BATCH, MAX_BLOCK, RedisSettings, RedisUrl};
+pub use events::{RedisEventSink, RedisEventSource, RedisSinkOptions, RedisSourceOptions};
 pub use streams::{
     ClaimedMessages, ConsumeOptions, ConsumerPending, MaxLen, PendingMessage, PendingQuery,
     PendingSummary, RedisStreams, StreamMessage,
@@ -139,6 +181,8 @@ pub struct RedisConnector {
 struct Open {
     cache: RedisCache,
     streams: RedisStreams,
+    /// The grants of activation, checked when a source or sink is opened.
+    permissions: PermissionGuard,
 }
 
 impl RedisConnector {
@@ -157,6 +201,7 @@ impl RedisConnector {
             open: Some(Open {
                 cache: RedisCache::new(client.clone()),
                 streams: RedisStreams::new(client),
+                permissions: permissions.clone(),
             }),
         })
     }
@@ -172,6 +217,40 @@ impl RedisConnector {
         check_network(open.cache.client().url(), &ctx.permissions)?;
         Ok(open)
     }
+
+    /// Opens an event source with `options` (see the module docs).
+    pub async fn source(&self, options: RedisSourceOptions) -> Result<RedisEventSource> {
+        let open = self.open_for_events()?;
+        RedisEventSource::open(open.streams.clone(), options).await
+    }
+
+    /// Opens an event sink with `options` (see the module docs).
+    pub fn sink(&self, options: RedisSinkOptions) -> Result<RedisEventSink> {
+        let open = self.open_for_events()?;
+        RedisEventSink::new(open.streams.clone(), options)
+    }
+
+    /// The connection, after checking the grants of activation.
+    fn open_for_events(&self) -> Result<&Open> {
+        let open = self.open.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidState,
+                "the redis-connector is not initialized",
+            )
+        })?;
+        check_network(open.cache.client().url(), &open.permissions)?;
+        Ok(open)
+    }
+}
+
+/// Reads a source's or sink's options.
+fn event_options<T: serde::de::DeserializeOwned>(options: Value, role: &str) -> Result<T> {
+    serde_json::from_value(options).map_err(|e| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("the redis-connector's {role} options are not valid: {e}"),
+        )
+    })
 }
 
 /// Checks the grant of network access to the server's host.
@@ -201,6 +280,8 @@ impl Plugin for RedisConnector {
             .needs(Permission::Network { host: "*".into() })
             .config_type::<RedisSettings>()
             .actions(ROUTER.descriptors())
+            .event_source::<RedisSourceOptions>()
+            .event_sink::<RedisSinkOptions>()
     }
 
     async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
@@ -223,6 +304,16 @@ impl Plugin for RedisConnector {
                 Err(e) => HealthReport::unhealthy(e.message().to_string()),
             },
         }
+    }
+
+    async fn open_source(&self, options: Value) -> Result<Box<dyn EventSource>> {
+        let options: RedisSourceOptions = event_options(options, "source")?;
+        Ok(Box::new(self.source(options).await?))
+    }
+
+    async fn open_sink(&self, options: Value) -> Result<std::sync::Arc<dyn EventSink>> {
+        let options: RedisSinkOptions = event_options(options, "sink")?;
+        Ok(std::sync::Arc::new(self.sink(options)?))
     }
 }
 

@@ -1,8 +1,10 @@
 //! The plugin every SQL connector is: one generic [`SqlConnector`] over what a database
 //! adds ([`SqlDatabase`]: its settings, how it opens, the grants each call needs), so that
-//! `sqlite-connector`, `postgres-connector` and the MySQL connector to come share their
-//! plugin, lifecycle and action handlers, not just their SQL code.
+//! `sqlite-connector`, `postgres-connector` and `mysql-connector` share their plugin,
+//! lifecycle, action handlers, event sink ([`super::sink`]) and batch-by-batch extract
+//! ([`SqlConnector::extract_batches`]), not just their SQL code.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,15 +13,21 @@ use kernelize_core::plugin::{
     ActionContext, ActionRouter, Call, Category, Handler, HealthReport, InitContext, Plugin,
     PluginMetadata,
 };
-use kernelize_core::{Error, ErrorKind, Payload, Permission, PermissionGuard, Records, Result};
+use kernelize_core::{
+    Error, ErrorKind, EventSink, Payload, Permission, PermissionGuard, Records, Result,
+};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::actions::{
     self, Execute, ExecuteConfig, Extract, ExtractConfig, Load, LoadConfig, LoadSummary, Query,
-    QueryConfig, RowsAffected,
+    QueryConfig, RecordBatchStream, RowsAffected,
 };
 use super::backend::SqlBackend;
+use super::result_set::ReadLimits;
+use super::sink::{SqlSink, SqlSinkOptions};
 
 /// What one database brings to [`SqlConnector`].
 #[async_trait]
@@ -32,8 +40,8 @@ pub trait SqlDatabase: Send + Sync + 'static {
     const DESCRIPTION: &'static str;
     /// The plugin's settings.
     type Settings: DeserializeOwned + JsonSchema + fmt::Debug + Send + Sync + 'static;
-    /// An open database.
-    type Backend: SqlBackend + fmt::Debug + Send + Sync + 'static;
+    /// An open database; clones share its pool.
+    type Backend: SqlBackend + Clone + fmt::Debug + Send + Sync + 'static;
 
     /// The permissions the plugin declares.
     fn declared_permissions() -> Vec<Permission>;
@@ -53,8 +61,8 @@ pub trait SqlDatabase: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Most rows one call may hold in memory.
-    fn max_rows(settings: &Self::Settings) -> usize;
+    /// Most rows and bytes one call may hold in memory.
+    fn read_limits(settings: &Self::Settings) -> ReadLimits;
 
     /// Closes the database's connections.
     async fn close(backend: &Self::Backend);
@@ -66,15 +74,41 @@ pub trait SqlDatabase: Send + Sync + 'static {
 /// A SQL connector plugin over database `D`. Made by its factory and opened by the
 /// manager's `initialize`, or opened directly with [`SqlConnector::open`].
 pub struct SqlConnector<D: SqlDatabase> {
-    open: Option<(D::Settings, D::Backend)>,
+    open: Option<Opened<D>>,
     router: Arc<ActionRouter<SqlConnector<D>>>,
+}
+
+/// An open database, with the settings it was opened with and the grants the host gave.
+pub(crate) struct Opened<D: SqlDatabase> {
+    pub(crate) settings: Arc<D::Settings>,
+    pub(crate) backend: D::Backend,
+    pub(crate) grants: PermissionGuard,
+}
+
+impl<D: SqlDatabase> Clone for Opened<D> {
+    fn clone(&self) -> Self {
+        Opened {
+            settings: self.settings.clone(),
+            backend: self.backend.clone(),
+            grants: self.grants.clone(),
+        }
+    }
+}
+
+impl<D: SqlDatabase> Opened<D> {
+    /// Checks `grants` (a call's, or the host's for work outside calls) against the
+    /// database.
+    pub(crate) fn check(&self, grants: &PermissionGuard) -> Result<()> {
+        D::check_call(&self.settings, &self.backend, grants)
+    }
 }
 
 impl<D: SqlDatabase> fmt::Debug for SqlConnector<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = self.open.as_ref().map(|o| (&o.settings, &o.backend));
         f.debug_struct("SqlConnector")
             .field("plugin", &D::ID)
-            .field("open", &self.open)
+            .field("open", &open)
             .finish()
     }
 }
@@ -105,21 +139,88 @@ impl<D: SqlDatabase> SqlConnector<D> {
     pub async fn open(settings: D::Settings, grants: &PermissionGuard) -> Result<Self> {
         let backend = D::open(&settings, grants).await?;
         Ok(SqlConnector {
-            open: Some((settings, backend)),
+            open: Some(Opened {
+                settings: Arc::new(settings),
+                backend,
+                grants: grants.clone(),
+            }),
             ..Self::new()
+        })
+    }
+
+    fn opened(&self) -> Result<&Opened<D>> {
+        self.open.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidState,
+                format!("the {} is not initialized", D::ID),
+            )
         })
     }
 
     /// The open database, after checking the call's grants.
     fn database(&self, ctx: &ActionContext) -> Result<(&D::Settings, &D::Backend)> {
-        let (settings, backend) = self.open.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidState,
-                format!("the {} is not initialized", D::ID),
-            )
-        })?;
-        D::check_call(settings, backend, &ctx.permissions)?;
-        Ok((settings, backend))
+        let opened = self.opened()?;
+        opened.check(&ctx.permissions)?;
+        Ok((&opened.settings, &opened.backend))
+    }
+
+    /// Runs `extract` batch by batch, for results larger than memory: the rows come as a
+    /// [`RecordBatchStream`] of Arrow record batches of at most `config.batch_rows` rows
+    /// (10,000 unless set), read as the database sends them, with backpressure; see
+    /// [`actions::extract_batches`] for the contract (bounds, watermark progress, errors).
+    ///
+    /// `:name` placeholders bind from `config.params` (there are no run variables here).
+    /// The grants given at [`SqlConnector::open`] (or activation) are checked first.
+    /// Cancelling `cancel`, or dropping the stream, stops the statement.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: kernelize_connectors::sql::postgres::PostgresConnector) -> kernelize_core::Result<()> {
+    /// use futures::TryStreamExt;
+    /// use kernelize_connectors::sql::actions::ExtractConfig;
+    ///
+    /// let config = ExtractConfig {
+    ///     query: "SELECT * FROM events WHERE id > :after".into(),
+    ///     params: serde_json::json!({"after": 0}).as_object().cloned().unwrap_or_default(),
+    ///     watermark: Some("id".into()),
+    ///     batch_rows: Some(50_000),
+    ///     ..Default::default()
+    /// };
+    /// let mut batches = db.extract_batches(config, Default::default())?;
+    /// while let Some(batch) = batches.try_next().await? {
+    ///     // ... write the batch somewhere, then record batch.schema().metadata()
+    ///     // ["kernelize.watermark.max"] as the point to resume from.
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn extract_batches(
+        &self,
+        config: ExtractConfig,
+        cancel: CancellationToken,
+    ) -> Result<RecordBatchStream> {
+        let opened = self.opened()?;
+        opened.check(&opened.grants)?;
+        let ctx = ActionContext {
+            action: "extract".into(),
+            deadline: None,
+            cancel,
+            permissions: opened.grants.clone(),
+            idempotency_key: None,
+            vars: BTreeMap::new(),
+        };
+        Ok(actions::extract_batches(
+            opened.backend.clone(),
+            ctx,
+            config,
+        ))
+    }
+
+    /// Opens the event sink ([`super::sink`]) that writes events into a table of this
+    /// database, as [`Plugin::open_sink`] does for pipelines.
+    pub fn sink(&self, options: SqlSinkOptions) -> Result<SqlSink<D>> {
+        let opened = self.opened()?;
+        opened.check(&opened.grants)?;
+        D::check_writable(&opened.settings)?;
+        SqlSink::new(opened.clone(), options)
     }
 }
 
@@ -135,7 +236,8 @@ impl<D: SqlDatabase> Plugin for SqlConnector<D> {
         .description(D::DESCRIPTION)
         .author("Kernelize")
         .config_type::<D::Settings>()
-        .actions(self.router.descriptors());
+        .actions(self.router.descriptors())
+        .event_sink::<SqlSinkOptions>();
         for permission in D::declared_permissions() {
             metadata = metadata.needs(permission);
         }
@@ -145,7 +247,11 @@ impl<D: SqlDatabase> Plugin for SqlConnector<D> {
     async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
         let settings: D::Settings = ctx.config.parse()?;
         let backend = D::open(&settings, &ctx.permissions).await?;
-        self.open = Some((settings, backend));
+        self.open = Some(Opened {
+            settings: Arc::new(settings),
+            backend,
+            grants: ctx.permissions,
+        });
         Ok(())
     }
 
@@ -154,8 +260,8 @@ impl<D: SqlDatabase> Plugin for SqlConnector<D> {
     }
 
     async fn shutdown(&self) -> Result<()> {
-        if let Some((_, backend)) = &self.open {
-            D::close(backend).await;
+        if let Some(opened) = &self.open {
+            D::close(&opened.backend).await;
         }
         Ok(())
     }
@@ -163,11 +269,22 @@ impl<D: SqlDatabase> Plugin for SqlConnector<D> {
     async fn health(&self) -> HealthReport {
         match &self.open {
             None => HealthReport::unhealthy("not initialized"),
-            Some((_, backend)) if D::is_closed(backend) => {
+            Some(opened) if D::is_closed(&opened.backend) => {
                 HealthReport::unhealthy("the connection pool is closed")
             }
             Some(_) => HealthReport::healthy(),
         }
+    }
+
+    /// Opens a [`SqlSink`]: `options` are [`SqlSinkOptions`].
+    async fn open_sink(&self, options: Value) -> Result<Arc<dyn EventSink>> {
+        let options: SqlSinkOptions = serde_json::from_value(options).map_err(|e| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("the {} sink options are invalid: {e}", D::ID),
+            )
+        })?;
+        Ok(Arc::new(self.sink(options)?))
     }
 }
 
@@ -180,7 +297,7 @@ impl<D: SqlDatabase> Handler<Query> for SqlConnector<D> {
         _input: Payload,
     ) -> Result<Payload> {
         let (settings, backend) = self.database(&ctx)?;
-        actions::query(backend, &ctx, config, D::max_rows(settings)).await
+        actions::query(backend, &ctx, config, D::read_limits(settings)).await
     }
 }
 
@@ -193,7 +310,7 @@ impl<D: SqlDatabase> Handler<Extract> for SqlConnector<D> {
         _input: Payload,
     ) -> Result<Records> {
         let (settings, backend) = self.database(&ctx)?;
-        actions::extract(backend, &ctx, config, D::max_rows(settings)).await
+        actions::extract(backend, &ctx, config, D::read_limits(settings)).await
     }
 }
 

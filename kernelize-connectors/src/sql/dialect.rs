@@ -63,6 +63,18 @@ pub enum StoredAs {
     Blob,
 }
 
+/// How a database writes "insert, or update the row with the same key".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertSyntax {
+    /// `ON CONFLICT (key) DO UPDATE SET c = excluded.c` (SQLite, PostgreSQL). The database
+    /// counts each inserted or updated row once.
+    OnConflict,
+    /// `ON DUPLICATE KEY UPDATE c = VALUES(c)` (MySQL, MariaDB), on whichever unique key the
+    /// row collides with. MySQL counts an updated row twice in its affected rows, so a load
+    /// reports every row it sent as written.
+    OnDuplicateKeyUpdate,
+}
+
 /// How the shared error mapping should read a database's error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorClass {
@@ -100,6 +112,23 @@ pub struct Dialect {
     pub max_bind_values: usize,
     /// The SQL column type for each kind of stored value, used when a load creates a table.
     pub column_type: fn(StoredAs) -> &'static str,
+    /// The SQL column type of a key column a load creates: MySQL cannot index `TEXT` or
+    /// `BLOB` whole, so its keys are `VARCHAR(255)` and `VARBINARY(255)`.
+    pub key_column_type: fn(StoredAs) -> &'static str,
+    /// Table options after `CREATE TABLE (...)` (MySQL: the engine and character set).
+    pub create_table_options: &'static str,
+    /// How an upsert is written.
+    pub upsert: UpsertSyntax,
+    /// Whether DDL (`CREATE TABLE`, `ALTER TABLE`) takes part in a transaction. MySQL commits
+    /// it at once (an implicit commit), so a load runs it before the transaction that writes
+    /// the rows, and a failed load leaves a table it created behind, empty.
+    pub transactional_ddl: bool,
+    /// Most bytes of values one generated statement carries (MySQL refuses a statement
+    /// above `max_allowed_packet`); a load's `INSERT` takes fewer rows past it.
+    pub max_statement_bytes: usize,
+    /// What follows `ORDER BY column` so that NULLs come first, as SQLite and MySQL sort
+    /// them anyway (PostgreSQL: ` NULLS FIRST`).
+    pub nulls_first: &'static str,
     /// Reads a database error code; `None` leaves the shared default (invalid input).
     pub classify_error: fn(&str) -> Option<ErrorClass>,
 }
@@ -129,6 +158,17 @@ impl Dialect {
     /// The text of slot `index` (0-based) of a generated statement with many values.
     pub fn bulk_slot(&self, index: usize) -> String {
         slot_text(self.bulk_placeholder, index)
+    }
+
+    /// `sql`, a statement that returns rows, wrapped so that its rows come sorted by
+    /// `column` (NULLs first): `SELECT * FROM (sql) AS kernelize_sorted ORDER BY column`.
+    /// The sort is the database's, so it may spill to disk rather than fill memory.
+    pub fn order_by(&self, sql: &str, column: &str) -> String {
+        format!(
+            "SELECT * FROM (\n{sql}\n) AS kernelize_sorted ORDER BY kernelize_sorted.{}{}",
+            self.quote_identifier(column),
+            self.nulls_first
+        )
     }
 }
 

@@ -16,8 +16,11 @@
 //! ## Statements
 //!
 //! Rows go in multi-row `INSERT`s of as many rows as the dialect's bound-value limit allows
-//! (at most [`MAX_ROWS_PER_INSERT`]). An upsert adds `ON CONFLICT (key) DO UPDATE SET` every
-//! other column `= excluded.column` (`DO NOTHING` when every column is in the key).
+//! (at most [`MAX_ROWS_PER_INSERT`], and fewer once their values pass the dialect's
+//! `max_statement_bytes`). An upsert adds `ON CONFLICT (key) DO UPDATE SET` every other
+//! column `= excluded.column` (`DO NOTHING` when every column is in the key), or MySQL's
+//! `ON DUPLICATE KEY UPDATE column = VALUES(column)`. PostgreSQL may instead `COPY` the rows
+//! ([`LoadMethod::Copy`]).
 //!
 //! ## Identifiers
 //!
@@ -32,7 +35,7 @@ use kernelize_core::arrow_array::{Array, ArrayRef, RecordBatch};
 use kernelize_core::arrow_schema::{DataType, Schema, TimeUnit};
 use kernelize_core::{Error, ErrorKind, Result};
 
-use super::dialect::{Dialect, StoredAs};
+use super::dialect::{Dialect, StoredAs, UpsertSyntax};
 use super::value::SqlValue;
 
 /// Most rows one `INSERT` carries, whatever the bound-value limit allows.
@@ -59,6 +62,29 @@ pub enum LoadMode {
     Upsert,
     /// Delete every row of the table, then insert (the table's definition and indexes stay).
     Replace,
+}
+
+/// How a load sends its rows.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMethod {
+    /// Multi-row `INSERT`s with bound values (every database).
+    #[default]
+    Insert,
+    /// PostgreSQL's `COPY table (columns) FROM STDIN` in text format, in the load's
+    /// transaction; an upsert copies into a temporary table, then runs one `INSERT ...
+    /// SELECT ... ON CONFLICT`. Other databases refuse it.
+    Copy,
 }
 
 /// A table name, `name` or `schema.name`.
@@ -305,6 +331,16 @@ impl LoadPlan {
         &self.table
     }
 
+    /// The dialect the statements are written in.
+    pub fn dialect(&self) -> &'static Dialect {
+        self.dialect
+    }
+
+    /// The key columns (empty without a key).
+    pub fn key(&self) -> &[String] {
+        &self.key
+    }
+
     /// The columns loaded, in the records' order.
     pub fn columns(&self) -> &[LoadColumn] {
         &self.columns
@@ -332,10 +368,15 @@ impl LoadPlan {
                 } else {
                     ""
                 };
+                let column_type = if self.key.contains(&c.name) {
+                    d.key_column_type
+                } else {
+                    d.column_type
+                };
                 format!(
                     "{} {}{not_null}",
                     d.quote_identifier(&c.name),
-                    (d.column_type)(c.stored_as)
+                    column_type(c.stored_as)
                 )
             })
             .collect();
@@ -343,9 +384,10 @@ impl LoadPlan {
             parts.push(format!("UNIQUE ({})", self.quoted_list(&self.key)));
         }
         format!(
-            "CREATE TABLE {} ({})",
+            "CREATE TABLE {} ({}){}",
             self.table.quoted(d),
-            parts.join(", ")
+            parts.join(", "),
+            d.create_table_options
         )
     }
 
@@ -378,24 +420,74 @@ impl LoadPlan {
             sql.push(')');
         }
         if self.mode == LoadMode::Upsert {
-            let updates: Vec<String> = self
-                .columns
-                .iter()
-                .filter(|c| !self.key.contains(&c.name))
-                .map(|c| {
-                    let q = d.quote_identifier(&c.name);
-                    format!("{q} = excluded.{q}")
-                })
-                .collect();
-            sql.push_str(&format!(" ON CONFLICT ({}) ", self.quoted_list(&self.key)));
-            if updates.is_empty() {
-                sql.push_str("DO NOTHING");
-            } else {
-                sql.push_str("DO UPDATE SET ");
-                sql.push_str(&updates.join(", "));
-            }
+            sql.push_str(&self.upsert_clause());
         }
         sql
+    }
+
+    /// What follows the `VALUES` (or `SELECT`) of an upsert's `INSERT`, with a leading
+    /// space: `ON CONFLICT (key) DO UPDATE SET ...` or `ON DUPLICATE KEY UPDATE ...`.
+    pub fn upsert_clause(&self) -> String {
+        let d = self.dialect;
+        let others: Vec<&LoadColumn> = self
+            .columns
+            .iter()
+            .filter(|c| !self.key.contains(&c.name))
+            .collect();
+        match d.upsert {
+            UpsertSyntax::OnConflict => {
+                let mut sql = format!(" ON CONFLICT ({}) ", self.quoted_list(&self.key));
+                if others.is_empty() {
+                    sql.push_str("DO NOTHING");
+                } else {
+                    let updates: Vec<String> = others
+                        .iter()
+                        .map(|c| {
+                            let q = d.quote_identifier(&c.name);
+                            format!("{q} = excluded.{q}")
+                        })
+                        .collect();
+                    sql.push_str("DO UPDATE SET ");
+                    sql.push_str(&updates.join(", "));
+                }
+                sql
+            }
+            UpsertSyntax::OnDuplicateKeyUpdate => {
+                // Every column in the key: a no-op update keeps the row (INSERT IGNORE would
+                // ignore other errors too).
+                let updated: Vec<&str> = if others.is_empty() {
+                    self.key.iter().take(1).map(String::as_str).collect()
+                } else {
+                    others.iter().map(|c| c.name.as_str()).collect()
+                };
+                let updates: Vec<String> = updated
+                    .iter()
+                    .map(|name| {
+                        let q = d.quote_identifier(name);
+                        if others.is_empty() {
+                            format!("{q} = {q}")
+                        } else {
+                            format!("{q} = VALUES({q})")
+                        }
+                    })
+                    .collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+            }
+        }
+    }
+
+    /// The rows a statement that sent `rows_sent` rows wrote, from the database's count of
+    /// `affected` rows: the count as it is, except for MySQL's upserts, which count an
+    /// updated row twice and an unchanged one once or not at all; every row sent there was
+    /// inserted or matched, so that is what is reported.
+    pub fn rows_written(&self, rows_sent: usize, affected: u64) -> u64 {
+        if self.mode == LoadMode::Upsert
+            && self.dialect.upsert == UpsertSyntax::OnDuplicateKeyUpdate
+        {
+            rows_sent as u64
+        } else {
+            affected
+        }
     }
 
     /// Checks that the existing table has every column of the records; `existing` are its
@@ -461,7 +553,8 @@ impl LoadPlan {
             .collect()
     }
 
-    fn quoted_list(&self, names: &[String]) -> String {
+    /// `names` quoted and joined with `, `.
+    pub fn quoted_list(&self, names: &[String]) -> String {
         names
             .iter()
             .map(|n| self.dialect.quote_identifier(n))

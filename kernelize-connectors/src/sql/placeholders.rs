@@ -46,6 +46,8 @@ pub struct Placeholder {
 pub struct NamedQuery {
     sql: String,
     placeholders: Vec<Placeholder>,
+    /// Byte offset of the `;` that ends the statement, if one does.
+    statement_end: Option<usize>,
 }
 
 impl NamedQuery {
@@ -62,6 +64,19 @@ impl NamedQuery {
     /// The SQL as given.
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// The query without the `;` that ends it and whatever follows (only comments and
+    /// whitespace may), so that it can be nested in another statement.
+    pub fn without_terminator(&self) -> NamedQuery {
+        match self.statement_end {
+            None => self.clone(),
+            Some(end) => NamedQuery {
+                sql: self.sql[..end].to_string(),
+                placeholders: self.placeholders.clone(),
+                statement_end: None,
+            },
+        }
     }
 
     /// Every placeholder, in order of appearance.
@@ -252,6 +267,7 @@ impl<'a> Scanner<'a> {
         Ok(NamedQuery {
             sql: self.sql.to_string(),
             placeholders: self.placeholders,
+            statement_end: self.statement_end,
         })
     }
 
@@ -593,6 +609,19 @@ mod tests {
         // SQLite: the string ends at the second quote, and `:x` is code.
         let err = error(r"SELECT 'a\' :x'");
         assert!(err.contains("unterminated string literal"), "{err}");
+    }
+
+    #[test]
+    fn a_query_nests_without_its_terminator_and_sorts_by_the_database() {
+        let query = NamedQuery::parse("SELECT a FROM t WHERE b > :since; -- done", &SQLITE.lexical)
+            .unwrap()
+            .without_terminator();
+        let (sql, _) = query.render(&SQLITE);
+        assert_eq!(sql, "SELECT a FROM t WHERE b > ?1");
+        assert_eq!(
+            SQLITE.order_by(&sql, "a\"b"),
+            "SELECT * FROM (\nSELECT a FROM t WHERE b > ?1\n) AS kernelize_sorted ORDER BY kernelize_sorted.\"a\"\"b\""
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `acquire_timeout`   | `"30s"`   | how long a call waits for a free connection (then a temporary `timeout` error) |
 //! | `statement_timeout` | none      | PostgreSQL's `statement_timeout` for every connection: a statement running longer is cancelled by the server (`timeout` error) |
 //! | `max_rows`          | `1000000` | the most rows `query` and `extract` hold; a call's own `max_rows` may only lower it |
+//! | `max_bytes`         | 1 GiB     | the most bytes of values `query` and `extract` hold; a call's own `max_bytes` may only lower it |
 //!
 //! Unknown settings are refused. The pool connects at activation, so a wrong host, database
 //! or password fails there. The password never appears in errors, logs or `Debug` output:
@@ -59,7 +60,12 @@
 //!   `BYTEA`; into an existing table, values convert to its column types (text into `jsonb`,
 //!   `uuid`, `numeric`, ...). Up to 65535 values bind per `INSERT`; the whole load is one
 //!   transaction. `add_columns: true` adds missing columns as nullable (schema evolution).
-//!   Bulk `COPY` is not used yet: appends go through multi-row `INSERT`s.
+//! - `load` (and the event sink) take `method: copy` for bulk loads: `COPY table (columns)
+//!   FROM STDIN` in text format inside the load's transaction, and for upserts a `COPY` into
+//!   a temporary table followed by one `INSERT ... SELECT ... ON CONFLICT`; see
+//!   [`super::postgres_copy`] for the escaping and the error contract.
+//! - `extract` with a watermark sorts with `ORDER BY column NULLS FIRST`, as the other
+//!   databases sort NULLs.
 
 use std::str::FromStr;
 
@@ -70,6 +76,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
+use kernelize_core::arrow_array::RecordBatch;
 use kernelize_core::plugin::ActionContext;
 use kernelize_core::{Error, ErrorKind, Permission, PermissionGuard, PluginFactory, Result};
 use schemars::JsonSchema;
@@ -86,13 +93,15 @@ use sqlx::{
     Transaction, Type, TypeInfo, ValueRef,
 };
 
-use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome, not_a_read};
+use super::backend::{
+    LoadTransaction, RowConsumer, RunOptions, SqlBackend, StatementOutcome, not_a_read,
+};
 use super::bind::BoundQuery;
 use super::connector::{SqlConnector, SqlDatabase};
-use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
+use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs, UpsertSyntax};
 use super::error::database_error;
-use super::load::TableName;
-use super::result_set::{ColumnInfo, DeclaredType, ResultSet};
+use super::load::{LoadPlan, TableName};
+use super::result_set::{ColumnInfo, DeclaredType, ReadLimits};
 use super::value::SqlValue;
 
 /// The plugin's id.
@@ -123,8 +132,18 @@ pub const DIALECT: Dialect = Dialect {
     case_insensitive_identifiers: false,
     max_bind_values: MAX_BIND_VALUES,
     column_type,
+    key_column_type: column_type,
+    create_table_options: "",
+    upsert: UpsertSyntax::OnConflict,
+    transactional_ddl: true,
+    max_statement_bytes: MAX_STATEMENT_BYTES,
+    nulls_first: " NULLS FIRST",
     classify_error,
 };
+
+/// Most bytes of values one `INSERT` of a load carries (a bound on its memory; PostgreSQL's
+/// own limit is 1 GiB per message).
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
 fn column_type(stored: StoredAs) -> &'static str {
     match stored {
@@ -190,6 +209,10 @@ fn default_max_rows() -> usize {
     1_000_000
 }
 
+fn default_max_bytes() -> usize {
+    1 << 30
+}
+
 /// Settings of the `postgres-connector` plugin.
 ///
 /// `Debug` shows the URL with its password replaced by `***`; the settings are not
@@ -219,6 +242,10 @@ pub struct PostgresSettings {
     #[serde(default = "default_max_rows")]
     #[schemars(range(min = 1))]
     pub max_rows: usize,
+    /// The most bytes of values `query` and `extract` may hold in memory (1 GiB).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: usize,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -229,6 +256,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("max_rows", &self.max_rows)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
@@ -265,6 +293,7 @@ impl PostgresSettings {
             acquire_timeout: default_acquire_timeout(),
             statement_timeout: None,
             max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
         }
     }
 
@@ -281,6 +310,9 @@ impl PostgresSettings {
         }
         if self.max_rows == 0 {
             return invalid("`max_rows` must be at least 1");
+        }
+        if self.max_bytes == 0 {
+            return invalid("`max_bytes` must be at least 1");
         }
         if self.acquire_timeout.is_zero() {
             return invalid("`acquire_timeout` must be more than 0");
@@ -401,8 +433,11 @@ impl SqlDatabase for PostgresDatabase {
         settings.check_permissions(grants, &backend.server)
     }
 
-    fn max_rows(settings: &PostgresSettings) -> usize {
-        settings.max_rows
+    fn read_limits(settings: &PostgresSettings) -> ReadLimits {
+        ReadLimits {
+            max_rows: settings.max_rows,
+            max_bytes: settings.max_bytes,
+        }
     }
 
     async fn close(backend: &PostgresBackend) {
@@ -1170,11 +1205,23 @@ impl SqlBackend for PostgresBackend {
         &DIALECT
     }
 
+    async fn describe(&self, _ctx: &ActionContext, query: &BoundQuery) -> Result<Vec<ColumnInfo>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| database_error(&DIALECT, "get a connection", e))?;
+        let (statement, _) = prepare(&mut conn, &query.sql, &query.values).await?;
+        let (columns, _) = result_columns(statement.columns())?;
+        Ok(columns)
+    }
+
     async fn run(
         &self,
         ctx: &ActionContext,
         query: &BoundQuery,
         options: RunOptions,
+        consumer: &mut dyn RowConsumer,
     ) -> Result<StatementOutcome> {
         let mut conn = self
             .pool
@@ -1193,21 +1240,22 @@ impl SqlBackend for PostgresBackend {
                 .map_err(|e| database_error(&DIALECT, "run the statement", e))?;
             return Ok(StatementOutcome::Changed(done.rows_affected()));
         }
-        let mut result = ResultSet::new(columns, options.max_rows);
+        consumer.start(columns.clone())?;
         let mut rows = sqlx::query_with(AssertSqlSafe(query.sql.clone()), args).fetch(&mut *conn);
+        let mut n = 0usize;
         while let Some(row) = rows
             .try_next()
             .await
             .map_err(|e| database_error(&DIALECT, "run the query", e))?
         {
-            let n = result.rows().len();
             if n.is_multiple_of(ALIVE_CHECK_ROWS) {
                 ctx.check_alive()?;
             }
-            let values = decode_row(&row, result.columns(), &kinds, n + 1)?;
-            result.push(values)?;
+            n += 1;
+            let values = decode_row(&row, &columns, &kinds, n)?;
+            consumer.row(values).await?;
         }
-        Ok(StatementOutcome::Rows(result))
+        Ok(StatementOutcome::Rows)
     }
 
     async fn execute(&self, ctx: &ActionContext, query: &BoundQuery) -> Result<u64> {
@@ -1232,6 +1280,10 @@ impl SqlBackend for PostgresBackend {
             .await
             .map_err(|e| database_error(&DIALECT, "begin a write transaction", e))?;
         Ok(Box::new(PgLoadTransaction { tx }))
+    }
+
+    fn supports_copy(&self) -> bool {
+        true
     }
 }
 
@@ -1271,6 +1323,16 @@ impl LoadTransaction for PgLoadTransaction {
             .await
             .map_err(|e| database_error(&DIALECT, "write the table", e))?;
         Ok(done.rows_affected())
+    }
+
+    async fn copy_rows(
+        &mut self,
+        ctx: &ActionContext,
+        plan: &LoadPlan,
+        batches: &[RecordBatch],
+        first_row: usize,
+    ) -> Result<u64> {
+        super::postgres_copy::copy_rows(&mut self.tx, ctx, plan, batches, first_row).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

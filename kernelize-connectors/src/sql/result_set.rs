@@ -1,9 +1,10 @@
-//! The rows a statement returned, bounded in number, and their conversion to Arrow records.
+//! The rows a statement returns, turned into Arrow record batches as they arrive, bounded in
+//! rows and bytes.
 //!
 //! ## Column types
 //!
-//! A column's Arrow type comes from its values; its declared type decides only what the values
-//! cannot:
+//! A column's Arrow type comes from its values in the first batch of rows; its declared
+//! type decides only what those values cannot:
 //!
 //! | values (NULLs aside)           | Arrow type                                            |
 //! |--------------------------------|-------------------------------------------------------|
@@ -18,19 +19,30 @@
 //! | any other mix (text and integers, ...) | an error naming the column and two rows that disagree; `CAST` the column in the query |
 //!
 //! Every field is nullable. A mix is an error rather than a silent conversion to text so that
-//! a column's type never depends on which rows a run happened to read.
+//! a column's type never depends on which rows a run happened to read. Later batches must fit
+//! the types the first one fixed (integers fit a `Float64` column); a value that does not
+//! (only possible where a column's values may differ in type from row to row, as in SQLite)
+//! is the same error, naming both rows. PostgreSQL and MySQL columns have one type each, so
+//! their results never hit it.
 //!
 //! ## Bounds
 //!
-//! [`ResultSet::push`] refuses the row after `max_rows`, so a query can never hold more than
-//! that many rows in memory; the error says how to narrow the query.
+//! [`RowBatcher`] holds at most one batch of rows as [`SqlValue`]s: `batch_rows` rows
+//! ([`DEFAULT_BATCH_ROWS`] unless a call says otherwise), closed early at
+//! [`MAX_BATCH_BYTES`] of values. [`ReadLimits`] bound the whole result: the row after
+//! `max_rows`, or the row whose values pass `max_bytes`, is an error saying how to narrow
+//! the query, never an unbounded allocation.
 //!
 //! ## Watermarks
 //!
-//! [`ResultSet::into_records`] with a watermark column sorts the rows by it (stable, in the
-//! order of [`SqlValue::sql_cmp`]: NULLs first) and records in the schema's metadata the
-//! column ([`WATERMARK_COLUMN_KEY`]) and its greatest value as text ([`WATERMARK_MAX_KEY`],
-//! absent when no row has a non-NULL value).
+//! With a watermark column the statement is sorted by the database
+//! ([`super::dialect::Dialect::order_by`]: `ORDER BY` the column, NULLs first), so a table
+//! larger than memory can be read in order. The schema's metadata names the column
+//! ([`WATERMARK_COLUMN_KEY`]) and holds its greatest value as text ([`WATERMARK_MAX_KEY`],
+//! absent when no row has a non-NULL value): the last non-NULL value in the database's
+//! order, which is what the next run's `WHERE column > :last_sync` compares with. Each batch
+//! of a stream carries the greatest value up to and including itself, so a consumer can
+//! record its progress batch by batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,8 +52,8 @@ use kernelize_core::arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use kernelize_core::arrow_array::{ArrayRef, RecordBatch};
-use kernelize_core::arrow_schema::{DataType, Field, Schema, TimeUnit};
-use kernelize_core::{Error, ErrorKind, Records, Result};
+use kernelize_core::arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use kernelize_core::{Error, ErrorKind, Result};
 
 use super::value::SqlValue;
 
@@ -51,8 +63,12 @@ pub const WATERMARK_COLUMN_KEY: &str = "kernelize.watermark.column";
 /// text (see [`SqlValue::to_text`]).
 pub const WATERMARK_MAX_KEY: &str = "kernelize.watermark.max";
 
-/// Rows per record batch of a result.
-const BATCH_ROWS: usize = 8192;
+/// Rows per record batch when the call does not say (`batch_rows`).
+pub const DEFAULT_BATCH_ROWS: usize = 10_000;
+
+/// Most bytes of values one record batch holds, whatever `batch_rows` says: a batch is
+/// closed early once its values pass this, so wide rows never make a batch unbounded.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// What a database says a result column is declared as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +86,9 @@ pub enum DeclaredType {
     Boolean,
     /// A calendar date type.
     Date,
-    /// An instant (PostgreSQL's `timestamptz`).
+    /// An instant (PostgreSQL's `timestamptz`, MySQL's `TIMESTAMP`).
     Timestamp,
-    /// A date and time without a time zone (PostgreSQL's `timestamp`).
+    /// A date and time without a time zone (PostgreSQL's `timestamp`, MySQL's `DATETIME`).
     LocalTimestamp,
     /// No declared type (an expression), or one without a fixed storage (SQLite's
     /// `NUMERIC`, `DATETIME`).
@@ -88,22 +104,96 @@ pub struct ColumnInfo {
     pub declared: DeclaredType,
 }
 
-/// The rows a statement returned, at most `max_rows` of them.
-#[derive(Debug, Clone)]
-pub struct ResultSet {
-    columns: Vec<ColumnInfo>,
-    rows: Vec<Vec<SqlValue>>,
-    max_rows: usize,
+/// How much of a result one call may read; one row or byte more is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most rows.
+    pub max_rows: usize,
+    /// Most bytes of values (text and bytes by their length, other values by their width:
+    /// 8 for numbers and instants, 4 for dates, 1 for booleans and NULLs).
+    pub max_bytes: usize,
 }
 
-impl ResultSet {
-    /// An empty result with these columns, refusing more than `max_rows` rows.
-    pub fn new(columns: Vec<ColumnInfo>, max_rows: usize) -> Self {
-        ResultSet {
-            columns,
-            rows: Vec::new(),
-            max_rows,
+impl ReadLimits {
+    /// No limit but the one each batch has ([`MAX_BATCH_BYTES`]).
+    pub const UNLIMITED: ReadLimits = ReadLimits {
+        max_rows: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// The size of `value` as [`ReadLimits::max_bytes`] counts it.
+pub fn value_bytes(value: &SqlValue) -> usize {
+    match value {
+        SqlValue::Null | SqlValue::Bool(_) => 1,
+        SqlValue::Int(_)
+        | SqlValue::Float(_)
+        | SqlValue::Timestamp(_)
+        | SqlValue::LocalTimestamp(_) => 8,
+        SqlValue::Date(_) => 4,
+        SqlValue::Text(s) => s.len(),
+        SqlValue::Bytes(b) => b.len(),
+    }
+}
+
+/// Turns rows, as a statement returns them, into Arrow record batches of at most
+/// `batch_rows` rows (and [`MAX_BATCH_BYTES`]), never holding more than one batch of rows
+/// as [`SqlValue`]s; refuses the row past `max_rows` or `max_bytes`.
+///
+/// The first batch fixes each column's Arrow type (see the module docs); every later batch
+/// must fit it. With a watermark column, each batch's schema metadata carries the column
+/// and its greatest value so far; the rows are expected in the watermark's order (the
+/// statement sorts them: [`super::dialect::Dialect::order_by`]), so the last non-NULL
+/// value is the greatest, in the database's own ordering.
+#[derive(Debug)]
+pub struct RowBatcher {
+    columns: Vec<ColumnInfo>,
+    batch_rows: usize,
+    limits: ReadLimits,
+    watermark: Option<usize>,
+    /// The Arrow types, fixed by the first batch.
+    types: Option<Vec<DataType>>,
+    /// Per column, the row (1-based) and SQL type name of its first non-NULL value, for
+    /// messages.
+    first_values: Vec<Option<(usize, &'static str)>>,
+    pending: Vec<Vec<SqlValue>>,
+    pending_bytes: usize,
+    rows: usize,
+    bytes: usize,
+    watermark_max: Option<SqlValue>,
+}
+
+impl RowBatcher {
+    /// A batcher for a result with `columns`; `watermark` must be one of them.
+    pub fn new(
+        columns: Vec<ColumnInfo>,
+        watermark: Option<&str>,
+        batch_rows: usize,
+        limits: ReadLimits,
+    ) -> Result<Self> {
+        if batch_rows == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "`batch_rows` must be at least 1",
+            ));
         }
+        let watermark = match watermark {
+            None => None,
+            Some(column) => Some(watermark_index(&columns, column)?),
+        };
+        Ok(RowBatcher {
+            first_values: vec![None; columns.len()],
+            columns,
+            batch_rows,
+            limits,
+            watermark,
+            types: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            rows: 0,
+            bytes: 0,
+            watermark_max: None,
+        })
     }
 
     /// The columns.
@@ -111,24 +201,13 @@ impl ResultSet {
         &self.columns
     }
 
-    /// The rows read so far.
-    pub fn rows(&self) -> &[Vec<SqlValue>] {
-        &self.rows
+    /// Rows taken so far.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
-    /// Adds a row; an error once `max_rows` rows are held, or when the row's width is wrong.
-    pub fn push(&mut self, row: Vec<SqlValue>) -> Result<()> {
-        if self.rows.len() >= self.max_rows {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the query returned more than {} rows (`max_rows`); narrow it (a WHERE on a watermark, a LIMIT) or raise `max_rows`",
-                    self.max_rows
-                ),
-            )
-            .with_context("max_rows", self.max_rows)
-            .set_permanent());
-        }
+    /// Takes one row; a finished batch when this row completes one.
+    pub fn push(&mut self, row: Vec<SqlValue>) -> Result<Option<RecordBatch>> {
         if row.len() != self.columns.len() {
             return Err(Error::new(
                 ErrorKind::Unexpected,
@@ -139,72 +218,223 @@ impl ResultSet {
                 ),
             ));
         }
-        self.rows.push(row);
-        Ok(())
+        if self.rows >= self.limits.max_rows {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the query returned more than {} rows (`max_rows`); narrow it (a WHERE on a watermark, a LIMIT), raise `max_rows`, or read it batch by batch",
+                    self.limits.max_rows
+                ),
+            )
+            .with_context("max_rows", self.limits.max_rows)
+            .set_permanent());
+        }
+        let size: usize = row.iter().map(value_bytes).sum();
+        if self.bytes.saturating_add(size) > self.limits.max_bytes {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the query's values are more than {} bytes (`max_bytes`) by row {}; narrow it (fewer columns, a WHERE, a LIMIT), raise `max_bytes`, or read it batch by batch",
+                    self.limits.max_bytes,
+                    self.rows + 1
+                ),
+            )
+            .with_context("max_bytes", self.limits.max_bytes)
+            .set_permanent());
+        }
+        if let Some(index) = self.watermark
+            && !matches!(row[index], SqlValue::Null)
+        {
+            self.watermark_max = Some(row[index].clone());
+        }
+        self.rows += 1;
+        self.bytes += size;
+        self.pending_bytes += size;
+        self.pending.push(row);
+        if self.pending.len() >= self.batch_rows || self.pending_bytes >= MAX_BATCH_BYTES {
+            return self.flush().map(Some);
+        }
+        Ok(None)
     }
 
-    /// Converts the rows to records, sorted by `watermark` when one is named (see the module
-    /// docs for the types and the metadata).
-    pub fn into_records(mut self, watermark: Option<&str>) -> Result<Records> {
+    /// The last batch (`None` when every row went out in full batches) and the result's
+    /// schema, with the watermark's greatest value in its metadata.
+    pub fn finish(mut self) -> Result<(Option<RecordBatch>, SchemaRef)> {
+        let last = if self.pending.is_empty() {
+            if self.types.is_none() {
+                self.fix_types()?;
+            }
+            None
+        } else {
+            Some(self.flush()?)
+        };
+        let schema = self.schema()?;
+        Ok((last, schema))
+    }
+
+    /// The greatest watermark value so far, as text.
+    pub fn watermark_max(&self) -> Option<String> {
+        self.watermark_max.as_ref().and_then(SqlValue::to_text)
+    }
+
+    /// The schema of the rows so far: fixed types, watermark metadata.
+    fn schema(&self) -> Result<SchemaRef> {
+        let types = self.types.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                "the result's types are not fixed yet",
+            )
+        })?;
         let mut metadata = HashMap::new();
-        if let Some(column) = watermark {
-            let index = self
-                .columns
-                .iter()
-                .position(|c| c.name == column)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "the watermark column `{column}` is not among the query's columns: {}",
-                            names.join(", ")
-                        ),
-                    )
-                    .with_context("watermark", column)
-                })?;
-            self.rows.sort_by(|a, b| a[index].sql_cmp(&b[index]));
-            metadata.insert(WATERMARK_COLUMN_KEY.to_string(), column.to_string());
-            if let Some(max) = self.rows.last().and_then(|r| r[index].to_text()) {
+        if let Some(index) = self.watermark {
+            metadata.insert(
+                WATERMARK_COLUMN_KEY.to_string(),
+                self.columns[index].name.clone(),
+            );
+            if let Some(max) = self.watermark_max() {
                 metadata.insert(WATERMARK_MAX_KEY.to_string(), max);
             }
         }
-        let types = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| column_type(c, &self.rows, i))
-            .collect::<Result<Vec<_>>>()?;
         let fields: Vec<Field> = self
             .columns
             .iter()
-            .zip(&types)
+            .zip(types)
             .map(|(c, t)| Field::new(&c.name, t.clone(), true))
             .collect();
-        let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
-        let mut batches = Vec::with_capacity(self.rows.len().div_ceil(BATCH_ROWS));
-        let mut rows = self.rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<Vec<SqlValue>> = rows.by_ref().take(BATCH_ROWS).collect();
-            let columns = types
+        Ok(Arc::new(Schema::new_with_metadata(fields, metadata)))
+    }
+
+    /// Fixes the column types from the pending rows (the first batch) and the declarations.
+    fn fix_types(&mut self) -> Result<()> {
+        let first_row = self.rows - self.pending.len() + 1;
+        let mut types = Vec::with_capacity(self.columns.len());
+        for (i, column) in self.columns.iter().enumerate() {
+            types.push(column_type(column, &self.pending, i, first_row)?);
+            self.first_values[i] = self
+                .pending
                 .iter()
                 .enumerate()
-                .map(|(i, t)| build_column(t, &chunk, i))
-                .collect::<Vec<_>>();
-            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("cannot assemble a record batch: {e}"),
-                )
-            })?;
-            batches.push(batch);
+                .find(|(_, r)| !matches!(r[i], SqlValue::Null))
+                .map(|(n, r)| (first_row + n, r[i].type_name()));
         }
-        Records::new(schema, batches)
+        self.types = Some(types);
+        Ok(())
+    }
+
+    /// Turns the pending rows into a batch.
+    fn flush(&mut self) -> Result<RecordBatch> {
+        if self.types.is_none() {
+            self.fix_types()?;
+        } else {
+            self.check_fits()?;
+        }
+        let schema = self.schema()?;
+        let types = self.types.as_deref().unwrap_or_default();
+        let columns = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| build_column(t, &self.pending, i))
+            .collect::<Vec<_>>();
+        self.pending.clear();
+        self.pending_bytes = 0;
+        RecordBatch::try_new(schema, columns).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("cannot assemble a record batch: {e}"),
+            )
+        })
+    }
+
+    /// Checks that every pending value fits the type its column got from the first batch.
+    fn check_fits(&self) -> Result<()> {
+        let Some(types) = &self.types else {
+            return Ok(());
+        };
+        let first_row = self.rows - self.pending.len() + 1;
+        for (n, row) in self.pending.iter().enumerate() {
+            for (i, (value, data_type)) in row.iter().zip(types).enumerate() {
+                if fits(data_type, value) {
+                    continue;
+                }
+                let column = &self.columns[i].name;
+                let row_number = first_row + n;
+                let message = match (data_type, self.first_values[i]) {
+                    (DataType::Boolean, _) => format!(
+                        "column `{column}` is read as BOOLEAN (declared so, and 0 or 1 in the first batch of rows), but row {row_number} holds a {} value other than 0 or 1; CAST it in the query, such as CAST({column} AS INTEGER)",
+                        value.type_name()
+                    ),
+                    (_, Some((first, first_type))) => format!(
+                        "column `{column}` mixes {first_type} and {} values (rows {first} and {row_number}; the first batch of rows fixes a column's type); CAST it to one type in the query, such as CAST({column} AS {})",
+                        value.type_name(),
+                        if first_type == "INTEGER" && value.type_name() == "REAL" {
+                            "REAL"
+                        } else {
+                            "TEXT"
+                        }
+                    ),
+                    (_, None) => format!(
+                        "column `{column}` held only NULLs in the first batch of rows, so its declaration typed it {data_type}, but row {row_number} holds a {} value; CAST it in the query, such as CAST({column} AS TEXT)",
+                        value.type_name()
+                    ),
+                };
+                return Err(Error::new(ErrorKind::InvalidInput, message)
+                    .with_context("column", column)
+                    .with_context("row", row_number));
+            }
+        }
+        Ok(())
     }
 }
 
-/// The Arrow type of column `index`, from its values, else its declared type.
-fn column_type(column: &ColumnInfo, rows: &[Vec<SqlValue>], index: usize) -> Result<DataType> {
+/// The index of the watermark column, or an error naming the columns there are.
+fn watermark_index(columns: &[ColumnInfo], column: &str) -> Result<usize> {
+    columns
+        .iter()
+        .position(|c| c.name == column)
+        .ok_or_else(|| {
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the watermark column `{column}` is not among the query's columns: {}",
+                    names.join(", ")
+                ),
+            )
+            .with_context("watermark", column)
+        })
+}
+
+/// Checks that the watermark column `column` is among `columns` (before the statement is
+/// sorted by it).
+pub fn check_watermark(columns: &[ColumnInfo], column: &str) -> Result<()> {
+    watermark_index(columns, column).map(|_| ())
+}
+
+/// Whether `value` can go into a column of `data_type`.
+fn fits(data_type: &DataType, value: &SqlValue) -> bool {
+    match (data_type, value) {
+        (_, SqlValue::Null) => true,
+        (DataType::Int64, SqlValue::Int(_)) => true,
+        (DataType::Float64, SqlValue::Int(_) | SqlValue::Float(_)) => true,
+        (DataType::Boolean, SqlValue::Bool(_)) => true,
+        (DataType::Boolean, SqlValue::Int(i)) => *i == 0 || *i == 1,
+        (DataType::Utf8, SqlValue::Text(_)) => true,
+        (DataType::Binary, SqlValue::Bytes(_)) => true,
+        (DataType::Timestamp(_, Some(_)), SqlValue::Timestamp(_)) => true,
+        (DataType::Timestamp(_, None), SqlValue::LocalTimestamp(_)) => true,
+        (DataType::Date32, SqlValue::Date(_)) => true,
+        _ => false,
+    }
+}
+
+/// The Arrow type of column `index`, from its values, else its declared type; `first_row`
+/// is the number of `rows[0]` in the result, for messages.
+fn column_type(
+    column: &ColumnInfo,
+    rows: &[Vec<SqlValue>],
+    index: usize,
+    first_row: usize,
+) -> Result<DataType> {
     let mut first: Option<(usize, &SqlValue)> = None;
     let mut saw_int = false;
     let mut saw_float = false;
@@ -226,7 +456,7 @@ fn column_type(column: &ColumnInfo, rows: &[Vec<SqlValue>], index: usize) -> Res
         };
         match first {
             None => first = Some((row, value)),
-            Some((first_row, first_value)) => {
+            Some((row_a, first_value)) => {
                 let first_kind = match first_value {
                     SqlValue::Int(_) | SqlValue::Float(_) => "number",
                     other => other.type_name(),
@@ -239,13 +469,13 @@ fn column_type(column: &ColumnInfo, rows: &[Vec<SqlValue>], index: usize) -> Res
                             column.name,
                             first_value.type_name(),
                             value.type_name(),
-                            first_row + 1,
-                            row + 1,
+                            first_row + row_a,
+                            first_row + row,
                             column.name,
                         ),
                     )
                     .with_context("column", &column.name)
-                    .with_context("row", row + 1));
+                    .with_context("row", first_row + row));
                 }
             }
         }
@@ -391,18 +621,35 @@ mod tests {
         }
     }
 
-    fn set(columns: Vec<ColumnInfo>, rows: Vec<Vec<SqlValue>>) -> ResultSet {
-        let mut set = ResultSet::new(columns, 100);
+    /// All `rows` through a batcher of `batch_rows`: the batches and the final schema.
+    fn read(
+        columns: Vec<ColumnInfo>,
+        rows: Vec<Vec<SqlValue>>,
+        watermark: Option<&str>,
+        batch_rows: usize,
+    ) -> Result<(Vec<RecordBatch>, SchemaRef)> {
+        let mut batcher = RowBatcher::new(
+            columns,
+            watermark,
+            batch_rows,
+            ReadLimits {
+                max_rows: 100,
+                max_bytes: 10_000,
+            },
+        )?;
+        let mut batches = Vec::new();
         for r in rows {
-            set.push(r).unwrap();
+            batches.extend(batcher.push(r)?);
         }
-        set
+        let (last, schema) = batcher.finish()?;
+        batches.extend(last);
+        Ok((batches, schema))
     }
 
     #[test]
     fn types_come_from_values_then_declarations() {
         use SqlValue::*;
-        let records = set(
+        let (_, schema) = read(
             vec![
                 column("i", DeclaredType::Unknown),
                 column("f", DeclaredType::Integer),
@@ -424,11 +671,11 @@ mod tests {
                 ],
                 vec![Null, Float(2.5), Null, Null, Null, Null, Int(0)],
             ],
+            None,
+            10,
         )
-        .into_records(None)
         .unwrap();
-        let types: Vec<DataType> = records
-            .schema()
+        let types: Vec<DataType> = schema
             .fields()
             .iter()
             .map(|f| f.data_type().clone())
@@ -450,11 +697,12 @@ mod tests {
     #[test]
     fn mixed_text_and_numbers_is_an_error_naming_the_rows() {
         use SqlValue::*;
-        let err = set(
+        let err = read(
             vec![column("v", DeclaredType::Unknown)],
             vec![vec![Int(1)], vec![Null], vec![Text("x".into())]],
+            None,
+            10,
         )
-        .into_records(None)
         .unwrap_err();
         let text = err.to_string();
         assert!(
@@ -464,37 +712,87 @@ mod tests {
     }
 
     #[test]
+    fn a_later_batch_that_does_not_fit_the_first_names_both_rows() {
+        use SqlValue::*;
+        let err = read(
+            vec![column("v", DeclaredType::Unknown)],
+            vec![vec![Int(1)], vec![Int(2)], vec![Float(2.5)]],
+            None,
+            2,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("column `v` mixes INTEGER and REAL values (rows 1 and 3"),
+            "{text}"
+        );
+        assert!(text.contains("CAST(v AS REAL)"), "{text}");
+        // Integers after floats fit a Float64 column.
+        let (batches, _) = read(
+            vec![column("v", DeclaredType::Unknown)],
+            vec![vec![Float(0.5)], vec![Int(2)], vec![Int(3)]],
+            None,
+            2,
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 2);
+    }
+
+    #[test]
     fn more_rows_than_max_rows_are_refused() {
-        let mut set = ResultSet::new(vec![column("v", DeclaredType::Integer)], 2);
-        set.push(vec![SqlValue::Int(1)]).unwrap();
-        set.push(vec![SqlValue::Int(2)]).unwrap();
-        let err = set.push(vec![SqlValue::Int(3)]).unwrap_err();
+        let mut batcher = RowBatcher::new(
+            vec![column("v", DeclaredType::Integer)],
+            None,
+            10,
+            ReadLimits {
+                max_rows: 2,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+        batcher.push(vec![SqlValue::Int(1)]).unwrap();
+        batcher.push(vec![SqlValue::Int(2)]).unwrap();
+        let err = batcher.push(vec![SqlValue::Int(3)]).unwrap_err();
         assert!(err.to_string().contains("more than 2 rows"), "{err}");
     }
 
     #[test]
-    fn watermark_sorts_and_reports_the_maximum() {
+    fn more_bytes_than_max_bytes_are_refused() {
+        let mut batcher = RowBatcher::new(
+            vec![column("v", DeclaredType::Text)],
+            None,
+            10,
+            ReadLimits {
+                max_rows: usize::MAX,
+                max_bytes: 10,
+            },
+        )
+        .unwrap();
+        batcher.push(vec![SqlValue::Text("12345".into())]).unwrap();
+        batcher.push(vec![SqlValue::Text("12345".into())]).unwrap();
+        let err = batcher.push(vec![SqlValue::Text("1".into())]).unwrap_err();
+        assert!(err.to_string().contains("more than 10 bytes"), "{err}");
+        assert_eq!(err.context_value("max_bytes"), Some("10"));
+    }
+
+    #[test]
+    fn watermark_reports_the_last_value_and_each_batch_its_progress() {
         use SqlValue::*;
-        let records = set(
+        let (batches, schema) = read(
             vec![
                 column("id", DeclaredType::Integer),
                 column("at", DeclaredType::Text),
             ],
             vec![
-                vec![Int(1), Text("2026-01-03T00:00:00Z".into())],
                 vec![Int(2), Null],
                 vec![Int(3), Text("2026-01-01T00:00:00Z".into())],
+                vec![Int(1), Text("2026-01-03T00:00:00Z".into())],
             ],
+            Some("at"),
+            2,
         )
-        .into_records(Some("at"))
         .unwrap();
-        let ids: Vec<i64> = records.batches()[0]
-            .column(0)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec();
-        assert_eq!(ids, vec![2, 3, 1]);
-        let meta = records.schema().metadata();
+        let meta = schema.metadata();
         assert_eq!(
             meta.get(WATERMARK_COLUMN_KEY).map(String::as_str),
             Some("at")
@@ -503,16 +801,39 @@ mod tests {
             meta.get(WATERMARK_MAX_KEY).map(String::as_str),
             Some("2026-01-03T00:00:00Z")
         );
+        assert_eq!(
+            batches[0].schema().metadata().get(WATERMARK_MAX_KEY),
+            Some(&"2026-01-01T00:00:00Z".to_string())
+        );
+        let ids: Vec<i64> = batches[1]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(ids, vec![1]);
     }
 
     #[test]
-    fn rows_are_split_into_batches() {
-        let mut set = ResultSet::new(vec![column("v", DeclaredType::Integer)], 20_000);
-        for i in 0..(BATCH_ROWS as i64 + 5) {
-            set.push(vec![SqlValue::Int(i)]).unwrap();
-        }
-        let records = set.into_records(None).unwrap();
-        assert_eq!(records.batches().len(), 2);
-        assert_eq!(records.num_rows(), BATCH_ROWS + 5);
+    fn an_unknown_watermark_column_names_the_columns() {
+        let err = RowBatcher::new(
+            vec![column("id", DeclaredType::Integer)],
+            Some("at"),
+            10,
+            ReadLimits::UNLIMITED,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("watermark column `at` is not among the query's columns: id"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rows_are_split_into_batches_of_batch_rows() {
+        let rows = (0..25).map(|i| vec![SqlValue::Int(i)]).collect();
+        let (batches, _) = read(vec![column("v", DeclaredType::Integer)], rows, None, 10).unwrap();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![10, 10, 5]);
     }
 }

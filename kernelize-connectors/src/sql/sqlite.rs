@@ -10,6 +10,7 @@
 //! | `busy_timeout`      | `"5s"`   | how long a statement waits for another connection's lock before failing (temporary error) |
 //! | `max_connections`   | `4`      | connections in the pool (always 1 for `:memory:`, whose data lives in its one connection) |
 //! | `max_rows`          | `1000000`| the most rows `query` and `extract` hold; a call's own `max_rows` may only lower it |
+//! | `max_bytes`         | 1 GiB    | the most bytes of values `query` and `extract` hold; a call's own `max_bytes` may only lower it |
 //!
 //! Unknown settings are refused. `path` must be a file path: SQLite's `file:` URIs, which
 //! could reopen the file with other modes than the settings say, are refused.
@@ -37,6 +38,12 @@
 //!   `busy_timeout`) instead of failing half-way;
 //! - a statement runs to its next row even after the call is cancelled; the connection is
 //!   then reset before it serves another call.
+//! - a column's declared type is read by SQLite's affinity rules (`BIGINT` is an integer,
+//!   `VARCHAR(20)` text, `DOUBLE` real), which types it when its values cannot (no rows, or
+//!   only NULLs in the first batch); SQLite lets one column hold values of different types
+//!   from row to row, so a later batch whose values do not fit the type the first batch
+//!   fixed is an error naming both rows (`CAST` the column in the query);
+//! - `method: copy` (PostgreSQL's bulk path) is refused.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,13 +62,15 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::backend::{LoadTransaction, RunOptions, SqlBackend, StatementOutcome, not_a_read};
+use super::backend::{
+    LoadTransaction, RowConsumer, RunOptions, SqlBackend, StatementOutcome, not_a_read,
+};
 use super::bind::BoundQuery;
 use super::connector::{SqlConnector, SqlDatabase};
-use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs};
+use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, StoredAs, UpsertSyntax};
 use super::error::database_error;
 use super::load::TableName;
-use super::result_set::{ColumnInfo, DeclaredType, ResultSet};
+use super::result_set::{ColumnInfo, DeclaredType, ReadLimits};
 use super::value::{SqlValue, local_timestamp_text, rfc3339};
 
 /// The plugin's id.
@@ -96,8 +105,18 @@ pub const DIALECT: Dialect = Dialect {
     case_insensitive_identifiers: true,
     max_bind_values: MAX_BIND_VALUES,
     column_type,
+    key_column_type: column_type,
+    create_table_options: "",
+    upsert: UpsertSyntax::OnConflict,
+    transactional_ddl: true,
+    max_statement_bytes: MAX_STATEMENT_BYTES,
+    nulls_first: "",
     classify_error,
 };
+
+/// Most bytes of values one `INSERT` of a load carries (a bound on its memory, not a
+/// limit of SQLite's).
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
 fn column_type(stored: StoredAs) -> &'static str {
     match stored {
@@ -172,6 +191,10 @@ fn default_max_rows() -> usize {
     1_000_000
 }
 
+fn default_max_bytes() -> usize {
+    1 << 30
+}
+
 /// Settings of the `sqlite-connector` plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +222,10 @@ pub struct SqliteSettings {
     #[serde(default = "default_max_rows")]
     #[schemars(range(min = 1))]
     pub max_rows: usize,
+    /// The most bytes of values `query` and `extract` may hold in memory (1 GiB).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: usize,
 }
 
 impl SqliteSettings {
@@ -211,6 +238,7 @@ impl SqliteSettings {
             busy_timeout: default_busy_timeout(),
             max_connections: default_max_connections(),
             max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
         }
     }
 
@@ -258,6 +286,9 @@ impl SqliteSettings {
         }
         if self.max_rows == 0 {
             return invalid("`max_rows` must be at least 1".into());
+        }
+        if self.max_bytes == 0 {
+            return invalid("`max_bytes` must be at least 1".into());
         }
         Ok(())
     }
@@ -343,8 +374,11 @@ impl SqlDatabase for SqliteDatabase {
         Ok(())
     }
 
-    fn max_rows(settings: &SqliteSettings) -> usize {
-        settings.max_rows
+    fn read_limits(settings: &SqliteSettings) -> ReadLimits {
+        ReadLimits {
+            max_rows: settings.max_rows,
+            max_bytes: settings.max_bytes,
+        }
     }
 
     async fn close(backend: &SqliteBackend) {
@@ -453,14 +487,24 @@ fn arguments(values: &[SqlValue]) -> Result<SqliteArguments> {
     Ok(args)
 }
 
+/// What a column's declared type says, by SQLite's type affinity rules (`BIGINT` and
+/// `INT8` are integers, `VARCHAR(10)` text, `DOUBLE` real), with `BOOLEAN` on its own.
+/// `NUMERIC`, `DECIMAL`, `DATE` and `DATETIME` columns may hold any kind of value, so they
+/// declare nothing.
 fn declared_type(name: &str) -> DeclaredType {
-    match name {
-        "INTEGER" => DeclaredType::Integer,
-        "REAL" => DeclaredType::Real,
-        "TEXT" => DeclaredType::Text,
-        "BLOB" => DeclaredType::Blob,
-        "BOOLEAN" => DeclaredType::Boolean,
-        _ => DeclaredType::Unknown,
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("BOOL") {
+        DeclaredType::Boolean
+    } else if upper.contains("INT") {
+        DeclaredType::Integer
+    } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+        DeclaredType::Text
+    } else if upper.contains("BLOB") {
+        DeclaredType::Blob
+    } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
+        DeclaredType::Real
+    } else {
+        DeclaredType::Unknown
     }
 }
 
@@ -495,10 +539,35 @@ fn decode_row(row: &SqliteRow, columns: &[ColumnInfo], row_number: usize) -> Res
     Ok(values)
 }
 
+/// The result columns of `sql`, from preparing it on `conn`.
+async fn prepare_columns(conn: &mut sqlx::SqliteConnection, sql: &str) -> Result<Vec<ColumnInfo>> {
+    let statement = conn
+        .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+        .await
+        .map_err(|e| database_error(&DIALECT, "prepare the statement", e))?;
+    Ok(statement
+        .columns()
+        .iter()
+        .map(|c| ColumnInfo {
+            name: c.name().to_string(),
+            declared: declared_type(c.type_info().name()),
+        })
+        .collect())
+}
+
 #[async_trait]
 impl SqlBackend for SqliteBackend {
     fn dialect(&self) -> &'static Dialect {
         &DIALECT
+    }
+
+    async fn describe(&self, _ctx: &ActionContext, query: &BoundQuery) -> Result<Vec<ColumnInfo>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| database_error(&DIALECT, "get a connection", e))?;
+        prepare_columns(&mut conn, &query.sql).await
     }
 
     async fn run(
@@ -506,24 +575,14 @@ impl SqlBackend for SqliteBackend {
         ctx: &ActionContext,
         query: &BoundQuery,
         options: RunOptions,
+        consumer: &mut dyn RowConsumer,
     ) -> Result<StatementOutcome> {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(|e| database_error(&DIALECT, "get a connection", e))?;
-        let statement = (&mut *conn)
-            .prepare(AssertSqlSafe(query.sql.clone()).into_sql_str())
-            .await
-            .map_err(|e| database_error(&DIALECT, "prepare the statement", e))?;
-        let columns: Vec<ColumnInfo> = statement
-            .columns()
-            .iter()
-            .map(|c| ColumnInfo {
-                name: c.name().to_string(),
-                declared: declared_type(c.type_info().name()),
-            })
-            .collect();
+        let columns = prepare_columns(&mut conn, &query.sql).await?;
         let args = arguments(&query.values)?;
         if columns.is_empty() {
             if options.rows_only {
@@ -535,21 +594,22 @@ impl SqlBackend for SqliteBackend {
                 .map_err(|e| database_error(&DIALECT, "run the statement", e))?;
             return Ok(StatementOutcome::Changed(done.rows_affected()));
         }
-        let mut result = ResultSet::new(columns, options.max_rows);
+        consumer.start(columns.clone())?;
         let mut rows = sqlx::query_with(AssertSqlSafe(query.sql.clone()), args).fetch(&mut *conn);
+        let mut n = 0usize;
         while let Some(row) = rows
             .try_next()
             .await
             .map_err(|e| database_error(&DIALECT, "run the query", e))?
         {
-            let n = result.rows().len();
             if n.is_multiple_of(ALIVE_CHECK_ROWS) {
                 ctx.check_alive()?;
             }
-            let values = decode_row(&row, result.columns(), n + 1)?;
-            result.push(values)?;
+            n += 1;
+            let values = decode_row(&row, &columns, n)?;
+            consumer.row(values).await?;
         }
-        Ok(StatementOutcome::Rows(result))
+        Ok(StatementOutcome::Rows)
     }
 
     async fn execute(&self, ctx: &ActionContext, query: &BoundQuery) -> Result<u64> {

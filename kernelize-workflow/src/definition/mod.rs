@@ -21,12 +21,12 @@ mod yaml;
 
 pub use catalog::Catalog;
 pub use diagnostics::{Diagnostic, Diagnostics, Position, human_path};
+pub(crate) use model::error_kind_name;
 pub use model::{
     BatchSpec, Compensation, DedupeSpec, EndpointDef, MissedRuns, OnFailure, Overlap, PipelineDef,
     PluginInstance, RetrySpec, RouteArm, RouteSpec, SinkDef, StageDef, StepDef, TransformSpec,
     Trigger, TriggerRule, WorkflowDef, WorkflowFile,
 };
-pub(crate) use model::error_kind_name;
 pub use parse::{Loaded, MAX_FILE_BYTES, load, parse};
 pub use validate::{
     Condition, MAX_STEPS, parse_schedule, parse_timezone, prepare_condition, validate,

@@ -95,7 +95,8 @@ pub fn parse(source_name: &str, text: &str) -> Result<Loaded, Diagnostics> {
         .map_err(|e| Diagnostics::from(Diagnostic::new(source_name, e.position, "", e.message)))?;
     if value.is_null() {
         return Err(whole_file(
-            "the file holds no definitions; expected `workflows:`, `pipelines:` and/or `plugins:`".into(),
+            "the file holds no definitions; expected `workflows:`, `pipelines:` and/or `plugins:`"
+                .into(),
         ));
     }
     let loaded = Loaded {

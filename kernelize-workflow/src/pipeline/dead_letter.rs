@@ -94,8 +94,16 @@ fn body_text(payload: &Payload) -> (String, String, &'static str) {
         Payload::Json(v) => ("application/json".into(), v.to_string(), "json"),
         Payload::Empty => ("application/octet-stream".into(), String::new(), "utf8"),
         Payload::Records(r) => match r.to_json_rows() {
-            Ok(rows) => ("application/json".into(), Value::Array(rows).to_string(), "json"),
-            Err(e) => ("text/plain".into(), format!("(records not readable: {e})"), "utf8"),
+            Ok(rows) => (
+                "application/json".into(),
+                Value::Array(rows).to_string(),
+                "json",
+            ),
+            Err(e) => (
+                "text/plain".into(),
+                format!("(records not readable: {e})"),
+                "utf8",
+            ),
         },
     }
 }
@@ -161,10 +169,7 @@ pub fn original_event(dead: &Event) -> Result<Event> {
         ),
         other => return Err(bad(&format!("unknown payload_encoding `{other}`"))),
     };
-    let mut event = Event::new(
-        text("event_id").unwrap_or_else(|| dead.id.clone()),
-        payload,
-    );
+    let mut event = Event::new(text("event_id").unwrap_or_else(|| dead.id.clone()), payload);
     event.key = text("key");
     event.subject = text("subject");
     if let Some(h) = text("headers")
@@ -178,7 +183,9 @@ pub fn original_event(dead: &Event) -> Result<Event> {
     if let Some(sink) = text("sink") {
         event.headers.insert(REPLAY_SINK_HEADER.into(), sink);
     }
-    event.headers.insert(REPLAY_OF_HEADER.into(), dead.id.clone());
+    event
+        .headers
+        .insert(REPLAY_OF_HEADER.into(), dead.id.clone());
     Ok(event)
 }
 

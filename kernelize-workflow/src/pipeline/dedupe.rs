@@ -163,7 +163,9 @@ pub struct StoreDedupe(pub Arc<dyn Store>);
 
 impl std::fmt::Debug for StoreDedupe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("StoreDedupe").field(&self.0.backend()).finish()
+        f.debug_tuple("StoreDedupe")
+            .field(&self.0.backend())
+            .finish()
     }
 }
 
@@ -223,12 +225,21 @@ impl PluginDedupe {
 
     async fn get(&self, name: &str) -> Result<Value> {
         self.manager
-            .call(&self.plugin, Call::new("get", Payload::json(json!({"key": name}))))
+            .call(
+                &self.plugin,
+                Call::new("get", Payload::json(json!({"key": name}))),
+            )
             .await?
             .into_json()
     }
 
-    async fn set(&self, name: &str, value: Value, ttl: Duration, only_if_absent: bool) -> Result<bool> {
+    async fn set(
+        &self,
+        name: &str,
+        value: Value,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool> {
         let input = json!({
             "key": name,
             "value": value,
@@ -352,7 +363,11 @@ mod tests {
         for i in 0..100 {
             store.claim("p", &i.to_string(), "a", lease).await?;
         }
-        let held = store.inner.lock().map(|i| i.keys.len()).unwrap_or(usize::MAX);
+        let held = store
+            .inner
+            .lock()
+            .map(|i| i.keys.len())
+            .unwrap_or(usize::MAX);
         assert_eq!(held, 10);
         // The newest are kept.
         assert_eq!(store.claim("p", "99", "b", lease).await?, KeyClaim::Pending);

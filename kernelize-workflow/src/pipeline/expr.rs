@@ -113,13 +113,22 @@ mod tests {
     fn conditions_see_the_body_and_the_metadata() -> Result<()> {
         let body = json!({"amount": 120, "region": "eu", "tags": ["a", "b"]});
         let e = event();
-        let holds = |text: &str| Expr::compile(text).map_err(|m| Error::new(ErrorKind::InvalidInput, m))?.holds(&body, &e);
+        let holds = |text: &str| {
+            Expr::compile(text)
+                .map_err(|m| Error::new(ErrorKind::InvalidInput, m))?
+                .holds(&body, &e)
+        };
         assert!(holds("event.amount > 100 and event.region == 'eu'")?);
         assert!(!holds("event.amount > 500")?);
         assert!(holds("event.tags | length == 2")?);
-        assert!(holds("meta.subject == 'orders.eu' and meta.headers.source == 'shop'")?);
+        assert!(holds(
+            "meta.subject == 'orders.eu' and meta.headers.source == 'shop'"
+        )?);
         assert!(holds("meta.attempt == 1 and meta.key == 'k-1'")?);
-        assert!(!holds("event.missing")?, "an absent field is false, not an error");
+        assert!(
+            !holds("event.missing")?,
+            "an absent field is false, not an error"
+        );
         Ok(())
     }
 
@@ -127,7 +136,11 @@ mod tests {
     fn keys_are_text_and_absent_keys_are_none() -> Result<()> {
         let body = json!({"id": 42, "name": "x", "empty": ""});
         let e = event();
-        let key = |text: &str| Expr::compile(text).map_err(|m| Error::new(ErrorKind::InvalidInput, m))?.key(&body, &e);
+        let key = |text: &str| {
+            Expr::compile(text)
+                .map_err(|m| Error::new(ErrorKind::InvalidInput, m))?
+                .key(&body, &e)
+        };
         assert_eq!(key("event.id")?.as_deref(), Some("42"));
         assert_eq!(key("event.name ~ '/' ~ event.id")?.as_deref(), Some("x/42"));
         assert_eq!(key("event.nothing")?, None);

@@ -391,12 +391,19 @@ impl PipelineBuilder {
     /// batch sizes in range.
     pub fn build(self) -> Result<Pipeline> {
         let p = &self.pipeline;
-        let bad = |m: String| Err(Error::new(ErrorKind::ConfigInvalid, m).with_context("pipeline", &p.name));
+        let bad = |m: String| {
+            Err(Error::new(ErrorKind::ConfigInvalid, m).with_context("pipeline", &p.name))
+        };
         if p.sinks.is_empty() {
             return bad("a pipeline needs at least one sink".into());
         }
         let mut names = std::collections::BTreeSet::new();
-        for name in p.stages.iter().map(|s| &s.name).chain(p.sinks.iter().map(|s| &s.name)) {
+        for name in p
+            .stages
+            .iter()
+            .map(|s| &s.name)
+            .chain(p.sinks.iter().map(|s| &s.name))
+        {
             if !names.insert(name.clone()) {
                 return bad(format!("two stages or sinks are named `{name}`"));
             }
@@ -486,7 +493,11 @@ impl Pipeline {
                     if file.pipelines.is_empty() {
                         "none".to_string()
                     } else {
-                        file.pipelines.keys().cloned().collect::<Vec<_>>().join(", ")
+                        file.pipelines
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
             )
@@ -497,7 +508,9 @@ impl Pipeline {
             .open_source(&def.source.plugin, options(&def.source.options))
             .await
             .map_err(context)?;
-        Self::assemble(name, def, source, manager, store).await.map_err(context)
+        Self::assemble(name, def, source, manager, store)
+            .await
+            .map_err(context)
     }
 
     /// Like [`Pipeline::from_definition`], with `source` in place of the definition's own
@@ -510,7 +523,10 @@ impl Pipeline {
         source: Box<dyn EventSource>,
     ) -> Result<Pipeline> {
         let def = file.pipelines.get(name).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("no pipeline `{name}` in the file"))
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no pipeline `{name}` in the file"),
+            )
         })?;
         runtime::prepare_plugins(file, def, manager).await?;
         Self::assemble(name, def, source, manager, store)
@@ -567,7 +583,8 @@ impl Pipeline {
                     },
                     Some(plugin) => Arc::new(PluginDedupe::new(manager.clone(), plugin)),
                 };
-                let mut s = Stage::dedupe(stage_name, d.key.as_deref(), d.window, keys).map_err(at)?;
+                let mut s =
+                    Stage::dedupe(stage_name, d.key.as_deref(), d.window, keys).map_err(at)?;
                 if let Some(scope) = &d.scope {
                     s = s.scope(scope);
                 }

@@ -393,7 +393,8 @@ pub(super) fn start(
 
 async fn process(shared: Arc<Shared>, rx: mpsc::Receiver<Item>) {
     let concurrency = 1;
-    let items = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let items =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     items
         .for_each_concurrent(concurrency, |item| {
             let shared = shared.clone();
@@ -408,7 +409,17 @@ async fn one(shared: &Shared, mut item: Item) {
         Verdict::Next => dispatch(shared, item).await,
         Verdict::Discard => item.ticket.finish(Part::Discarded).await,
         Verdict::Defer(delay) => item.ticket.finish(Part::Failed(Some(delay))).await,
-        Verdict::Reject(failure) => dead_letter(shared.dead.as_ref(), &shared.pipeline, item.event, item.original, item.ticket, failure).await,
+        Verdict::Reject(failure) => {
+            dead_letter(
+                shared.dead.as_ref(),
+                &shared.pipeline,
+                item.event,
+                item.original,
+                item.ticket,
+                failure,
+            )
+            .await
+        }
     }
 }
 
@@ -502,7 +513,9 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
     };
     match &stage.kind {
         StageKind::Filter(expr) => {
-            match ensure_json(&mut item.event).and_then(|()| expr.holds(json_of(&item.event), &item.event)) {
+            match ensure_json(&mut item.event)
+                .and_then(|()| expr.holds(json_of(&item.event), &item.event))
+            {
                 Ok(true) => Verdict::Next,
                 Ok(false) => Verdict::Discard,
                 Err(e) => reject(e),
@@ -666,9 +679,14 @@ async fn dispatch(shared: &Shared, item: Item) {
     let mut event = Some(event);
     for (i, lane) in lanes.into_iter().enumerate() {
         let e = if i == last {
-            event.take().unwrap_or_else(|| Event::new("", Payload::Empty))
+            event
+                .take()
+                .unwrap_or_else(|| Event::new("", Payload::Empty))
         } else {
-            event.as_ref().map(Event::clone).unwrap_or_else(|| Event::new("", Payload::Empty))
+            event
+                .as_ref()
+                .map(Event::clone)
+                .unwrap_or_else(|| Event::new("", Payload::Empty))
         };
         let out = Outgoing {
             event: e,
@@ -713,7 +731,12 @@ fn estimate_json(v: &Value) -> usize {
         Value::Number(_) => 12,
         Value::String(s) => s.len() + 2,
         Value::Array(items) => 2 + items.iter().map(estimate_json).sum::<usize>(),
-        Value::Object(map) => 2 + map.iter().map(|(k, v)| k.len() + 3 + estimate_json(v)).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 3 + estimate_json(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -770,7 +793,8 @@ impl Writer {
             let n_failed = failed.iter().filter(|f| f.is_some()).count();
             self.counters.sent((events.len() - n_failed) as u64);
             self.counters.error(n_failed as u64);
-            let out_of_time = attempt >= self.retry.max_attempts.max(1) || self.cancel.is_cancelled();
+            let out_of_time =
+                attempt >= self.retry.max_attempts.max(1) || self.cancel.is_cancelled();
             let mut again_events = Vec::new();
             let mut again_rest = Vec::new();
             let mut finished = Vec::new();
@@ -825,19 +849,36 @@ impl Writer {
 
     /// An event this sink could not write: dead-lettered by a sink, handed back to the
     /// source by the dead letter sink.
-    async fn give_up(&self, event: Event, original: Payload, ticket: Arc<Ticket>, error: Error, attempts: u32) {
+    async fn give_up(
+        &self,
+        event: Event,
+        original: Payload,
+        ticket: Arc<Ticket>,
+        error: Error,
+        attempts: u32,
+    ) {
         if self.is_dead_letter {
             tracing::error!(pipeline = %self.pipeline, event = %event.id, error = %error, "the dead letter sink could not take a dead letter; the source will deliver the event again");
             ticket.finish(Part::Failed(None)).await;
             return;
         }
         match &self.dead {
-            None => dead_letter(None, &self.pipeline, event, original, ticket, Failure {
-                stage: self.name.clone(),
-                sink: Some(self.name.clone()),
-                error,
-                attempts,
-            }).await,
+            None => {
+                dead_letter(
+                    None,
+                    &self.pipeline,
+                    event,
+                    original,
+                    ticket,
+                    Failure {
+                        stage: self.name.clone(),
+                        sink: Some(self.name.clone()),
+                        error,
+                        attempts,
+                    },
+                )
+                .await
+            }
             Some(dead) => {
                 self.counters.dead_lettered(1);
                 let failure = Failure {
@@ -851,4 +892,3 @@ impl Writer {
         }
     }
 }
-

@@ -10,8 +10,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::{
-    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
-    StepRecord, Store, lost, now_ms,
+    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus,
+    RunSummary, StepRecord, Store, lost, now_ms,
 };
 
 #[derive(Default)]

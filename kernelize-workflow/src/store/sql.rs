@@ -18,8 +18,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus, RunSummary,
-    StepRecord, Store, lost, parse_step_status,
+    Claim, Event, KeyClaim, LeaseState, Millis, NewRun, RunFilter, RunRecord, RunStatus,
+    RunSummary, StepRecord, Store, lost, parse_step_status,
 };
 
 /// Outputs larger than this (encoded) are kept in `kernelize_blobs` and referenced from the

@@ -40,12 +40,18 @@ impl Checker<'_> {
             if let Some(n) = &stage.name
                 && !names.insert(n.clone())
             {
-                self.error(&format!("{at}/name"), format!("stage name `{n}` is used twice"));
+                self.error(
+                    &format!("{at}/name"),
+                    format!("stage name `{n}` is used twice"),
+                );
             }
             self.stage(&at, stage, i == last, &mut outputs);
         }
         if pipeline.sinks.is_empty() {
-            self.error(&format!("{base}/sinks"), "a pipeline needs at least one sink");
+            self.error(
+                &format!("{base}/sinks"),
+                "a pipeline needs at least one sink",
+            );
         }
         let mut sink_names = BTreeSet::new();
         for (i, sink) in pipeline.sinks.iter().enumerate() {
@@ -117,7 +123,11 @@ impl Checker<'_> {
             ("dedupe", stage.dedupe.is_some()),
             ("batch", stage.batch.is_some()),
         ];
-        let set: Vec<&str> = kinds.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect();
+        let set: Vec<&str> = kinds
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| *k)
+            .collect();
         if set.len() != 1 {
             self.error(
                 at,
@@ -150,14 +160,23 @@ impl Checker<'_> {
         }
         if let Some(t) = &stage.transform {
             let at = format!("{at}/transform");
-            self.step_call(&at, &t.plugin, &t.action, &t.config, &format!("{at}/config"));
+            self.step_call(
+                &at,
+                &t.plugin,
+                &t.action,
+                &t.config,
+                &format!("{at}/config"),
+            );
         }
         if let Some(d) = &stage.dedupe {
             if let Some(key) = &d.key {
                 self.expression(&format!("{at}/dedupe/key"), key);
             }
             if d.window.is_zero() {
-                self.error(&format!("{at}/dedupe/window"), "the window must be longer than zero");
+                self.error(
+                    &format!("{at}/dedupe/window"),
+                    "the window must be longer than zero",
+                );
             }
             if let Some(store) = &d.store
                 && store != "memory"
