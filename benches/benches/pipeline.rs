@@ -68,9 +68,10 @@ impl EventSink for Count {
 fn events() -> Vec<Event> {
     (0..EVENTS)
         .map(|i| {
+            let region = ["eu", "us", "apac"][i % 3];
             let body = json!({
                 "order_id": i, "customer": format!("customer-{:06}", i % 5000),
-                "region": ["eu", "us", "apac"][i % 3], "amount": (i * 37) % 5000,
+                "region": region, "amount": (i * 37) % 5000,
                 "currency": "EUR", "status": if i % 10 == 0 { "test" } else { "paid" },
                 "items": [{"sku": "A-1001", "qty": 2, "price": 19.99}, {"sku": "B-2002", "qty": 1, "price": 5.5}],
                 "note": "standard delivery, leave at the door if nobody answers the bell, thank you",

@@ -139,7 +139,7 @@ impl DedupeStore for MemoryDedupe {
     ) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let id = (scope.to_string(), key.to_string());
-        if !inner.keys.get(&id).is_some_and(|(o, _, _)| o == owner) {
+        if inner.keys.get(&id).is_none_or(|(o, _, _)| o != owner) {
             return Ok(());
         }
         match window {

@@ -669,25 +669,16 @@ async fn dispatch(shared: &Shared, item: Item) {
         return;
     }
     item.ticket.remaining.store(lanes.len(), Ordering::SeqCst);
-    let last = lanes.len() - 1;
     let Item {
         event,
         original,
         ticket,
         ..
     } = item;
-    let mut event = Some(event);
-    for (i, lane) in lanes.into_iter().enumerate() {
-        let e = if i == last {
-            event
-                .take()
-                .unwrap_or_else(|| Event::new("", Payload::Empty))
-        } else {
-            event
-                .as_ref()
-                .map(Event::clone)
-                .unwrap_or_else(|| Event::new("", Payload::Empty))
-        };
+    // A copy for every lane but the last, which takes the event itself.
+    let mut copies: Vec<Event> = (1..lanes.len()).map(|_| event.clone()).collect();
+    copies.push(event);
+    for (lane, e) in lanes.into_iter().zip(copies) {
         let out = Outgoing {
             event: e,
             original: original.clone(),
