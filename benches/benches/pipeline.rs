@@ -75,6 +75,8 @@ fn events() -> Vec<Event> {
                 "currency": "EUR", "status": if i % 10 == 0 { "test" } else { "paid" },
                 "items": [{"sku": "A-1001", "qty": 2, "price": 19.99}, {"sku": "B-2002", "qty": 1, "price": 5.5}],
                 "note": "standard delivery, leave at the door if nobody answers the bell, thank you",
+                "shipping": {"street": "Hauptstrasse 12", "city": "Zurich", "postcode": "8001", "country": "CH"},
+                "tags": ["web", "returning", "newsletter"], "channel": "web", "priority": i % 3,
                 "created_at": "2026-11-27T08:00:00Z", "updated_at": "2026-11-27T08:00:01Z",
             });
             Event::new(i.to_string(), Payload::bytes(body.to_string().into_bytes(), "application/json"))

@@ -608,6 +608,8 @@ const YAML: &str = r#"
 pipelines:
   orders:
     source: { plugin: log-notifier }
+    concurrency: 0
+    max_in_flight: 0
     stages:
       - filter: "event.amount >"
       - route: { routes: [{ name: eu, when: "event.region == 'eu'" }], unmatched: rest }
@@ -636,6 +638,8 @@ async fn yaml_pipelines_are_checked_against_the_plugins() -> Result<()> {
         "`count` must be from 1",
         "exactly one of filter, route, transform, dedupe, batch; this one is filter and dedupe",
         "no route stage has an output `nowhere`",
+        "`concurrency` must be 1 to 1024",
+        "`max_in_flight` must be at least 1",
     ] {
         assert!(
             problems.contains(expected),
@@ -688,5 +692,95 @@ async fn counts_add_up_under_concurrent_duplicates_and_redeliveries() -> Result<
     assert_eq!(counts.len(), 500);
     assert!(counts.values().all(|n| *n == 1), "a key written twice");
     assert_eq!(metrics.acked, 1000);
+    Ok(())
+}
+
+/// A transform that waits 20 ms per event and records how many calls overlapped.
+#[derive(Default)]
+struct Slow {
+    now: AtomicUsize,
+    most: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl kernelize_core::Plugin for Slow {
+    fn metadata(&self) -> kernelize_core::PluginMetadata {
+        kernelize_core::PluginMetadata::new(
+            "slow",
+            "Slow",
+            kernelize_core::semver::Version::new(1, 0, 0),
+            kernelize_core::Category::DataProcessor,
+        )
+        .actions(vec![kernelize_core::plugin::ActionDescriptor {
+            name: "wait".into(),
+            description: "Waits 20 ms and returns its input.".into(),
+            config: json!({}),
+            input: kernelize_core::plugin::PayloadDescriptor::of_kind("json"),
+            output: kernelize_core::plugin::PayloadDescriptor::of_kind("json"),
+            permissions: vec![],
+        }])
+    }
+
+    async fn execute(&self, call: kernelize_core::Call) -> Result<Payload> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(call.input)
+    }
+}
+
+/// Runs 40 events through the slow transform with `concurrency`; the most calls that
+/// overlapped.
+async fn overlapping_transforms(concurrency: usize) -> Result<usize> {
+    let most = Arc::new(AtomicUsize::new(0));
+    let manager = PluginManager::new();
+    let seen = most.clone();
+    manager.install(kernelize_core::PluginFactory::new(move || {
+        Box::new(Slow {
+            now: AtomicUsize::new(0),
+            most: seen.clone(),
+        })
+    }))?;
+    manager.activate("slow").await?;
+    let (tx, source) = channel(100);
+    let out = Arc::new(Recording::default());
+    let pipeline = Pipeline::builder("slow", Box::new(source))
+        .stage(Stage::transform(
+            "wait",
+            manager.clone(),
+            "slow",
+            "wait",
+            json!({}),
+        ))
+        .sink(Sink::new("out", out.clone()))
+        .batch(small_batches())
+        .concurrency(concurrency)
+        .build()?;
+    send_all(&tx, (0..40).map(|i| event(i, json!({"id": i}))).collect()).await?;
+    let metrics = run_with_timeout(pipeline).await?;
+
+    let mut ids: Vec<i64> = out
+        .bodies()
+        .iter()
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..40).collect::<Vec<i64>>());
+    assert_eq!(metrics.acked, 40);
+    assert_eq!(tx.unsettled(), 0);
+    Ok(most.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn concurrency_lets_transforms_overlap_and_one_keeps_them_in_turn() -> Result<()> {
+    let one = overlapping_transforms(1).await?;
+    let eight = overlapping_transforms(8).await?;
+
+    assert_eq!(one, 1, "with concurrency 1 calls never overlap");
+    assert!(
+        (2..=8).contains(&eight),
+        "with concurrency 8, between 2 and 8 calls overlap; saw {eight}"
+    );
     Ok(())
 }

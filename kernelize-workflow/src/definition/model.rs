@@ -363,6 +363,11 @@ pub struct PipelineDef {
     /// when absent.
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// How many events go through the stages at once (1 when absent): more than one lets a
+    /// transform that waits on a remote service work on several events together, and events
+    /// may then reach the sinks out of order.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// A source or dead letter sink: a plugin (instance name or id) and its options.

@@ -280,7 +280,7 @@ impl EventSource for Replay {
             let picked = match &self.select {
                 None => true,
                 Some(select) => {
-                    let fields = Value::Object(fields_of(&dead)?);
+                    let fields = std::sync::Arc::new(Value::Object(fields_of(&dead)?));
                     select.holds(&fields, &dead).unwrap_or(false)
                 }
             };

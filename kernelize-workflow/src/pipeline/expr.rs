@@ -12,9 +12,10 @@
 //! one that fails on an event (a filter comparing text with a number) rejects that event
 //! to the dead letter sink with the reason.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use kernelize_core::{Error, ErrorKind, Event, Result};
+use minijinja::value::{Enumerator, Object, ObjectRepr};
 use serde_json::Value;
 
 static ENV: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
@@ -55,8 +56,9 @@ impl Expr {
         &self.text
     }
 
-    /// Evaluates the expression for an event whose body is `body`.
-    pub fn eval(&self, body: &Value, event: &Event) -> Result<minijinja::Value> {
+    /// Evaluates the expression for an event whose body is `body`. The body is read in
+    /// place: only the fields the expression reads become template values.
+    pub fn eval(&self, body: &Arc<Value>, event: &Event) -> Result<minijinja::Value> {
         let meta = minijinja::context! {
             id => &event.id,
             key => &event.key,
@@ -65,7 +67,7 @@ impl Expr {
             attempt => event.attempt,
         };
         let ctx = minijinja::context! {
-            event => minijinja::Value::from(minijinja::value::Serde(body)),
+            event => JsonView::value(body.clone(), Vec::new()),
             meta => meta,
         };
         self.compiled.eval(ctx).map_err(|e| {
@@ -77,13 +79,13 @@ impl Expr {
     }
 
     /// Whether the expression holds for the event.
-    pub fn holds(&self, body: &Value, event: &Event) -> Result<bool> {
+    pub fn holds(&self, body: &Arc<Value>, event: &Event) -> Result<bool> {
         Ok(self.eval(body, event)?.is_true())
     }
 
     /// The expression's value as a key: text as is, numbers and booleans written out;
     /// `None` when it is undefined, `none` or empty.
-    pub fn key(&self, body: &Value, event: &Event) -> Result<Option<String>> {
+    pub fn key(&self, body: &Arc<Value>, event: &Event) -> Result<Option<String>> {
         let value = self.eval(body, event)?;
         if value.is_undefined() || value.is_none() {
             return Ok(None);
@@ -93,6 +95,109 @@ impl Expr {
             None => value.to_string(),
         };
         Ok(if text.is_empty() { None } else { Some(text) })
+    }
+}
+
+/// One step from a JSON value to one of its children.
+#[derive(Debug, Clone)]
+enum Step {
+    Field(Arc<str>),
+    Item(usize),
+}
+
+/// An object or array inside a shared JSON body, seen by MiniJinja without copying it:
+/// a field becomes a template value only when an expression reads it. (Turning a whole
+/// body into template values for each expression cost more than the rest of a pipeline's
+/// stage put together.)
+#[derive(Debug)]
+struct JsonView {
+    root: Arc<Value>,
+    path: Vec<Step>,
+}
+
+impl JsonView {
+    /// The template value of the node at `path` in `root`: scalars as themselves, objects
+    /// and arrays as views.
+    fn value(root: Arc<Value>, path: Vec<Step>) -> minijinja::Value {
+        match walk(&root, &path) {
+            None | Some(Value::Null) => minijinja::Value::from(()),
+            Some(Value::Bool(b)) => minijinja::Value::from(*b),
+            Some(Value::Number(n)) => {
+                if let Some(i) = n.as_i64() {
+                    minijinja::Value::from(i)
+                } else if let Some(u) = n.as_u64() {
+                    minijinja::Value::from(u)
+                } else {
+                    minijinja::Value::from(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Some(Value::String(s)) => minijinja::Value::from(s.as_str()),
+            Some(Value::Array(_) | Value::Object(_)) => {
+                minijinja::Value::from_object(JsonView { root, path })
+            }
+        }
+    }
+
+    fn node(&self) -> &Value {
+        walk(&self.root, &self.path).unwrap_or(&Value::Null)
+    }
+
+    fn child(&self, step: Step) -> minijinja::Value {
+        let mut path = Vec::with_capacity(self.path.len() + 1);
+        path.extend(self.path.iter().cloned());
+        path.push(step);
+        Self::value(self.root.clone(), path)
+    }
+}
+
+fn walk<'a>(root: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |node, step| match step {
+        Step::Field(name) => node.as_object()?.get(&**name),
+        Step::Item(i) => node.as_array()?.get(*i),
+    })
+}
+
+impl Object for JsonView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.node() {
+            Value::Array(_) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        match self.node() {
+            Value::Object(map) => {
+                let name = key.as_str()?;
+                map.contains_key(name)
+                    .then(|| self.child(Step::Field(Arc::from(name))))
+            }
+            Value::Array(items) => {
+                let i = usize::try_from(key.as_i64()?).ok()?;
+                (i < items.len()).then(|| self.child(Step::Item(i)))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.node() {
+            Value::Object(map) => Enumerator::Values(
+                map.keys()
+                    .map(|k| minijinja::Value::from(k.as_str()))
+                    .collect(),
+            ),
+            Value::Array(items) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        match self.node() {
+            Value::Object(map) => Some(map.len()),
+            Value::Array(items) => Some(items.len()),
+            _ => Some(0),
+        }
     }
 }
 
@@ -111,7 +216,7 @@ mod tests {
 
     #[test]
     fn conditions_see_the_body_and_the_metadata() -> Result<()> {
-        let body = json!({"amount": 120, "region": "eu", "tags": ["a", "b"]});
+        let body = Arc::new(json!({"amount": 120, "region": "eu", "tags": ["a", "b"]}));
         let e = event();
         let holds = |text: &str| {
             Expr::compile(text)
@@ -134,7 +239,7 @@ mod tests {
 
     #[test]
     fn keys_are_text_and_absent_keys_are_none() -> Result<()> {
-        let body = json!({"id": 42, "name": "x", "empty": ""});
+        let body = Arc::new(json!({"id": 42, "name": "x", "empty": ""}));
         let e = event();
         let key = |text: &str| {
             Expr::compile(text)
@@ -149,6 +254,73 @@ mod tests {
     }
 
     #[test]
+    fn the_lazy_view_agrees_with_a_full_conversion() -> Result<()> {
+        let body = json!({
+            "n": 7, "big": u64::MAX, "neg": -3, "price": 19.5, "flag": true, "off": false,
+            "none": null, "text": "Zürich", "empty_list": [], "empty_map": {},
+            "tags": ["a", "b", "c"],
+            "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1, "extra": [1, [2, 3]]}],
+            "nested": {"deep": {"x": 1, "list": [{"y": "z"}]}},
+        });
+        let view = Arc::new(body.clone());
+        let full = minijinja::Value::from(minijinja::value::Serde(&body));
+        let e = event();
+        for text in [
+            "event.n + 1",
+            "event.big",
+            "event.neg * 2",
+            "event.price > 19",
+            "event.flag and not event.off",
+            "event.none is none",
+            "event.text | upper",
+            "event.empty_list",
+            "event.empty_map",
+            "event.empty_list | length",
+            "event.tags",
+            "event.tags | length",
+            "event.tags | join(',')",
+            "'b' in event.tags",
+            "'z' in event.tags",
+            "event.tags[1]",
+            "event.tags[-1]",
+            "event.tags[7]",
+            "event.tags[0:2]",
+            "event.tags == ['a', 'b', 'c']",
+            "event.items[1].sku ~ '/' ~ event.items[1].qty",
+            "event.items[1].extra[1][0]",
+            "event.items | map(attribute='sku') | join('+')",
+            "event.items | selectattr('qty', 'gt', 1) | list | length",
+            "event.nested.deep.list[0].y",
+            "event.nested['deep']['x'] == 1",
+            "'deep' in event.nested",
+            "event.nested.missing.x",
+            "event.nested | length",
+            "event.nested.deep | dictsort | length",
+            "event | length",
+            "event.missing is undefined",
+        ] {
+            let expr = Expr::compile(text).map_err(|m| Error::new(ErrorKind::InvalidInput, m))?;
+            let lazy = expr
+                .eval(&view, &e)
+                .map(|v| (v.to_string(), v.is_true()))
+                .ok();
+            let eager = expr
+                .compiled
+                .eval(minijinja::context! { event => full.clone() })
+                .map(|v| (v.to_string(), v.is_true()))
+                .ok();
+            assert_eq!(lazy, eager, "{text}");
+        }
+        // The one difference: an object written out keeps the body's field order.
+        let written = Expr::compile("event.items[0]")
+            .map_err(|m| Error::new(ErrorKind::InvalidInput, m))?
+            .eval(&view, &e)?
+            .to_string();
+        assert_eq!(written, "{'sku': 'A-1', 'qty': 2}");
+        Ok(())
+    }
+
+    #[test]
     fn bad_expressions_say_why() {
         assert!(Expr::compile("").is_err());
         let message = Expr::compile("event.amount >").err().unwrap_or_default();
@@ -159,7 +331,7 @@ mod tests {
     fn a_failing_evaluation_is_an_invalid_input_error() {
         let e = event();
         let expr = Expr::compile("event.n // 0 > 1");
-        let result = expr.map(|x| x.holds(&json!({"n": 1}), &e));
+        let result = expr.map(|x| x.holds(&Arc::new(json!({"n": 1})), &e));
         match result {
             Ok(Err(err)) => assert_eq!(err.kind(), ErrorKind::InvalidInput),
             other => panic!("expected an evaluation error, got {other:?}"),

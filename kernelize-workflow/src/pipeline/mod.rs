@@ -24,6 +24,12 @@
 //! settlement; the source is not read while that many are. Stages and sinks are joined by
 //! bounded queues. Memory is bounded by `max_in_flight` events, whatever the rates.
 //!
+//! ## Concurrency
+//!
+//! Events go through the stages one at a time unless `concurrency` says more; a transform
+//! that calls a remote service then works on that many events at once. Sinks write their
+//! batches as they fill, each sink on its own task.
+//!
 //! ## Stages
 //!
 //! - `filter`: an [expression](expr) over the event; false → acknowledged and discarded.
@@ -299,8 +305,12 @@ pub struct Pipeline {
     dead_letter: Option<Arc<dyn EventSink>>,
     batch: BatchSpec,
     max_in_flight: usize,
+    concurrency: usize,
     owner: String,
 }
+
+/// The most events [`PipelineBuilder::concurrency`] lets through the stages at once.
+pub const MAX_CONCURRENCY: usize = 1024;
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -378,6 +388,14 @@ impl PipelineBuilder {
     /// Sets the most deliveries in flight at once.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.pipeline.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Sets how many events go through the stages at once (1 by default, at most
+    /// [`MAX_CONCURRENCY`]). More than one lets transforms that wait on a remote service
+    /// overlap; events may then reach the sinks in another order than the source's.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.pipeline.concurrency = n.clamp(1, MAX_CONCURRENCY);
         self
     }
 
@@ -471,6 +489,7 @@ impl Pipeline {
                 dead_letter: None,
                 batch: BatchSpec::default(),
                 max_in_flight: 10_000,
+                concurrency: 1,
                 owner: crate::engine::default_owner(),
             },
         }
@@ -628,6 +647,9 @@ impl Pipeline {
         }
         if let Some(n) = def.max_in_flight {
             builder = builder.max_in_flight(n);
+        }
+        if let Some(n) = def.concurrency {
+            builder = builder.concurrency(n);
         }
         builder.build()
     }

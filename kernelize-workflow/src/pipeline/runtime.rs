@@ -170,6 +170,10 @@ impl Ticket {
 /// An event between stages.
 struct Item {
     event: Event,
+    /// The body as JSON once a stage needed it, shared with expressions without copying;
+    /// the event's payload is empty meanwhile and gets it back when the item leaves the
+    /// stages ([`Item::settle_body`]).
+    json: Option<Arc<Value>>,
     /// The body as received, for dead letters.
     original: Payload,
     route: Option<String>,
@@ -222,6 +226,7 @@ pub(super) fn start(
         dead_letter,
         batch,
         max_in_flight,
+        concurrency,
         owner,
     } = pipeline;
     let source_counters = Arc::new(StageCounters::default());
@@ -313,7 +318,7 @@ pub(super) fn start(
     });
 
     let (item_tx, item_rx) = mpsc::channel::<Item>(max_in_flight.clamp(1, 1024));
-    let processing = tokio::spawn(process(shared, item_rx));
+    let processing = tokio::spawn(process(shared, item_rx, concurrency));
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let done = async move {
         let mut outcome = Ok(());
@@ -350,6 +355,7 @@ pub(super) fn start(
                     let original = delivery.event.payload.clone();
                     let item = Item {
                         event: delivery.event,
+                        json: None,
                         original,
                         route: None,
                         ticket,
@@ -391,8 +397,7 @@ pub(super) fn start(
 
 // --- stages -------------------------------------------------------------------------------
 
-async fn process(shared: Arc<Shared>, rx: mpsc::Receiver<Item>) {
-    let concurrency = 1;
+async fn process(shared: Arc<Shared>, rx: mpsc::Receiver<Item>, concurrency: usize) {
     let items =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     items
@@ -405,6 +410,7 @@ async fn process(shared: Arc<Shared>, rx: mpsc::Receiver<Item>) {
 
 async fn one(shared: &Shared, mut item: Item) {
     let verdict = run_stages(shared, &mut item).await;
+    item.settle_body();
     match verdict {
         Verdict::Next => dispatch(shared, item).await,
         Verdict::Discard => item.ticket.finish(Part::Discarded).await,
@@ -452,28 +458,55 @@ async fn dead_letter(
     }
 }
 
-/// Makes the event's body JSON, parsing it once.
-fn ensure_json(event: &mut Event) -> Result<()> {
-    if !matches!(event.payload, Payload::Json(_)) {
-        let parsed = match &event.payload {
-            Payload::Bytes(blob) => serde_json::from_slice::<Value>(&blob.data).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("the event's body is not JSON: {e}"),
-                )
-            })?,
-            other => other.clone().into_json()?,
+impl Item {
+    /// The event's body as JSON, parsed once (a body that is not JSON is an error and is
+    /// left as it was).
+    fn body(&mut self) -> Result<Arc<Value>> {
+        if let Some(body) = &self.json {
+            return Ok(body.clone());
+        }
+        let parsed = match std::mem::replace(&mut self.event.payload, Payload::Empty) {
+            Payload::Json(v) => v,
+            Payload::Bytes(blob) => match serde_json::from_slice::<Value>(&blob.data) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.event.payload = Payload::Bytes(blob);
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("the event's body is not JSON: {e}"),
+                    ));
+                }
+            },
+            other => match other.clone().into_json() {
+                Ok(v) => v,
+                Err(e) => {
+                    self.event.payload = other;
+                    return Err(e);
+                }
+            },
         };
-        event.payload = Payload::Json(parsed);
+        let body = Arc::new(parsed);
+        self.json = Some(body.clone());
+        Ok(body)
     }
-    Ok(())
-}
 
-/// The body of an event [`ensure_json`] prepared.
-fn json_of(event: &Event) -> &Value {
-    match &event.payload {
-        Payload::Json(v) => v,
-        _ => &Value::Null,
+    /// Takes the JSON body out for a stage that replaces it (copied only when an
+    /// expression's value still holds it).
+    fn take_body(&mut self) -> Result<Value> {
+        self.body()?;
+        Ok(self
+            .json
+            .take()
+            .map(|b| Arc::try_unwrap(b).unwrap_or_else(|b| (*b).clone()))
+            .unwrap_or(Value::Null))
+    }
+
+    /// Puts the JSON body back into the event, for the sinks.
+    fn settle_body(&mut self) {
+        if let Some(body) = self.json.take() {
+            self.event.payload =
+                Payload::Json(Arc::try_unwrap(body).unwrap_or_else(|b| (*b).clone()));
+        }
     }
 }
 
@@ -513,20 +546,19 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
     };
     match &stage.kind {
         StageKind::Filter(expr) => {
-            match ensure_json(&mut item.event)
-                .and_then(|()| expr.holds(json_of(&item.event), &item.event))
-            {
+            match item.body().and_then(|body| expr.holds(&body, &item.event)) {
                 Ok(true) => Verdict::Next,
                 Ok(false) => Verdict::Discard,
                 Err(e) => reject(e),
             }
         }
         StageKind::Route { arms, unmatched } => {
-            if let Err(e) = ensure_json(&mut item.event) {
-                return reject(e);
-            }
+            let body = match item.body() {
+                Ok(body) => body,
+                Err(e) => return reject(e),
+            };
             for (output, expr) in arms {
-                match expr.holds(json_of(&item.event), &item.event) {
+                match expr.holds(&body, &item.event) {
                     Ok(true) => {
                         item.route = Some(output.clone());
                         return Verdict::Next;
@@ -553,10 +585,10 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
             action,
             config,
         } => {
-            if let Err(e) = ensure_json(&mut item.event) {
-                return reject(e);
-            }
-            let input = json_of(&item.event).clone();
+            let input = match item.take_body() {
+                Ok(input) => input,
+                Err(e) => return reject(e),
+            };
             let call = Call::new(action, Payload::Json(input)).with_config(config.clone());
             match manager.call(plugin, call).await {
                 Ok(output) => match transformed(output) {
@@ -581,9 +613,7 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
             store,
         } => {
             let found = match key {
-                Some(expr) => match ensure_json(&mut item.event)
-                    .and_then(|()| expr.key(json_of(&item.event), &item.event))
-                {
+                Some(expr) => match item.body().and_then(|body| expr.key(&body, &item.event)) {
                     Ok(k) => k,
                     Err(e) => return reject(e),
                 },

@@ -32,6 +32,18 @@ impl Checker<'_> {
                 "`max_in_flight` must be at least 1",
             );
         }
+        if pipeline
+            .concurrency
+            .is_some_and(|n| n == 0 || n > crate::pipeline::MAX_CONCURRENCY)
+        {
+            self.error(
+                &format!("{base}/concurrency"),
+                &format!(
+                    "`concurrency` must be 1 to {}",
+                    crate::pipeline::MAX_CONCURRENCY
+                ),
+            );
+        }
         let mut outputs = BTreeSet::new();
         let mut names = BTreeSet::new();
         let last = pipeline.stages.len().saturating_sub(1);
