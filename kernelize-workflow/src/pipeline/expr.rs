@@ -12,11 +12,15 @@
 //! one that fails on an event (a filter comparing text with a number) rejects that event
 //! to the dead letter sink with the reason.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use kernelize_core::{Error, ErrorKind, Event, Result};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
 
 static ENV: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
@@ -54,6 +58,20 @@ impl Expr {
     /// The expression as written.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The top-level fields of the body the expression reads (`event.a.b` reads `a`);
+    /// `None` when it reads the body as a whole (`event | length`, `event[name]`).
+    pub(crate) fn top_fields(&self) -> Option<BTreeSet<String>> {
+        let mut fields = BTreeSet::new();
+        for path in self.compiled.undeclared_variables(true) {
+            let mut parts = path.split('.');
+            if parts.next() != Some("event") {
+                continue;
+            }
+            fields.insert(parts.next()?.to_string());
+        }
+        Some(fields)
     }
 
     /// Evaluates the expression for an event whose body is `body`. The body is read in
@@ -95,6 +113,92 @@ impl Expr {
             None => value.to_string(),
         };
         Ok(if text.is_empty() { None } else { Some(text) })
+    }
+}
+
+/// Parses a JSON body keeping only the top-level `fields` of an object: every other
+/// value is checked and skipped without being built. A body that is not an object is
+/// parsed whole. An error when the body is not JSON.
+pub(crate) fn parse_fields(
+    body: &[u8],
+    fields: &BTreeSet<String>,
+) -> std::result::Result<Value, serde_json::Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return serde_json::from_slice(body);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = Only(fields).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The object of the named fields only.
+struct Only<'a>(&'a BTreeSet<String>);
+
+impl<'de> DeserializeSeed<'de> for Only<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Only<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if self.0.contains(key.as_ref()) {
+                let value: Value = map.next_value()?;
+                out.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -318,6 +422,45 @@ mod tests {
             .to_string();
         assert_eq!(written, "{'sku': 'A-1', 'qty': 2}");
         Ok(())
+    }
+
+    #[test]
+    fn expressions_name_the_fields_they_read() {
+        let fields = |text: &str| Expr::compile(text).ok().and_then(|e| e.top_fields());
+        let set = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            fields("event.a > 1 and event.b.c == 'x' and meta.key"),
+            set(&["a", "b"])
+        );
+        assert_eq!(fields("event.items[0].sku == 'A'"), set(&["items"]));
+        assert_eq!(fields("meta.subject == 'x'"), set(&[]));
+        assert_eq!(fields("event | length > 2"), None);
+        assert_eq!(fields("event['a'] == 1"), None);
+    }
+
+    #[test]
+    fn a_partial_parse_keeps_the_named_fields_and_still_checks_the_rest() {
+        let names: BTreeSet<String> = ["a".to_string(), "d\"q".to_string()].into();
+        let body = br#" {"a": {"x": [1, 2]}, "b": "skip \u00e9", "d\"q": 3, "a": 5} "#;
+        let parsed = parse_fields(body, &names).ok();
+        let bad = [
+            &br#"{"a": 1, "b": tru}"#[..],
+            br#"{"a": 1, "b": [1, 2}"#,
+            br#"{"a": 1} trailing"#,
+            br#"{"a": 1, "b": "\q"}"#,
+            br#"{"a": 1,"#,
+        ];
+
+        assert_eq!(parsed, Some(json!({"a": 5, "d\"q": 3})));
+        for body in bad {
+            assert!(
+                parse_fields(body, &names).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(parse_fields(b"[1, 2]", &names).ok(), Some(json!([1, 2])));
+        assert_eq!(parse_fields(b" 7 ", &names).ok(), Some(json!(7)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, Failure, REPLAY_SINK_HEADER};
 use super::dedupe::DedupeStore;
+use super::expr::{self, Expr};
 use super::metrics::{Counters, SettleCounters, StageCounters};
 use super::{Pipeline, PipelineHandle, Stage, StageKind, Unmatched};
 use crate::definition::{BatchSpec, PipelineDef, RetrySpec, StageDef, WorkflowFile};
@@ -174,6 +175,9 @@ struct Item {
     /// the event's payload is empty meanwhile and gets it back when the item leaves the
     /// stages ([`Item::settle_body`]).
     json: Option<Arc<Value>>,
+    /// `json` holds only the fields the expressions read; the payload still holds the
+    /// body as received.
+    partial: bool,
     /// The body as received, for dead letters.
     original: Payload,
     route: Option<String>,
@@ -209,6 +213,26 @@ struct Shared {
     dead: Option<mpsc::Sender<Outgoing>>,
     source: Arc<StageCounters>,
     last_purge: Mutex<Instant>,
+    /// The top-level body fields the stages' expressions read; `None` when one reads the
+    /// body whole.
+    fields: Option<BTreeSet<String>>,
+}
+
+/// The top-level fields of the body that the stages' expressions read, all together.
+fn fields_read(stages: &[(Stage, Arc<StageCounters>)]) -> Option<BTreeSet<String>> {
+    let mut all = BTreeSet::new();
+    for (stage, _) in stages {
+        let exprs: Vec<&Expr> = match &stage.kind {
+            StageKind::Filter(e) => vec![e],
+            StageKind::Route { arms, .. } => arms.iter().map(|(_, e)| e).collect(),
+            StageKind::Dedupe { key: Some(e), .. } => vec![e],
+            StageKind::Dedupe { key: None, .. } | StageKind::Transform { .. } => vec![],
+        };
+        for e in exprs {
+            all.extend(e.top_fields()?);
+        }
+    }
+    Some(all)
 }
 
 pub(super) fn start(
@@ -307,7 +331,9 @@ pub(super) fn start(
         };
         tasks.push(tokio::spawn(writer.run(rx)));
     }
+    let fields = fields_read(&stages);
     let shared = Arc::new(Shared {
+        fields,
         pipeline: name.clone(),
         owner,
         stages,
@@ -356,6 +382,7 @@ pub(super) fn start(
                     let item = Item {
                         event: delivery.event,
                         json: None,
+                        partial: false,
                         original,
                         route: None,
                         ticket,
@@ -459,11 +486,19 @@ async fn dead_letter(
 }
 
 impl Item {
-    /// The event's body as JSON, parsed once (a body that is not JSON is an error and is
-    /// left as it was).
-    fn body(&mut self) -> Result<Arc<Value>> {
+    /// The event's body as JSON for expressions, parsed once: of a body received as bytes
+    /// only the `fields` expressions read (all of it when `fields` is `None`), the rest
+    /// checked and skipped. A body that is not JSON is an error and is left as it was.
+    fn body(&mut self, fields: Option<&BTreeSet<String>>) -> Result<Arc<Value>> {
         if let Some(body) = &self.json {
             return Ok(body.clone());
+        }
+        if let (Payload::Bytes(blob), Some(fields)) = (&self.event.payload, fields) {
+            let parsed = expr::parse_fields(&blob.data, fields).map_err(not_json)?;
+            let body = Arc::new(parsed);
+            self.json = Some(body.clone());
+            self.partial = true;
+            return Ok(body);
         }
         let parsed = match std::mem::replace(&mut self.event.payload, Payload::Empty) {
             Payload::Json(v) => v,
@@ -471,10 +506,7 @@ impl Item {
                 Ok(v) => v,
                 Err(e) => {
                     self.event.payload = Payload::Bytes(blob);
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("the event's body is not JSON: {e}"),
-                    ));
+                    return Err(not_json(e));
                 }
             },
             other => match other.clone().into_json() {
@@ -490,10 +522,14 @@ impl Item {
         Ok(body)
     }
 
-    /// Takes the JSON body out for a stage that replaces it (copied only when an
+    /// Takes the whole JSON body out for a stage that replaces it (copied only when an
     /// expression's value still holds it).
     fn take_body(&mut self) -> Result<Value> {
-        self.body()?;
+        if self.partial {
+            self.json = None;
+            self.partial = false;
+        }
+        self.body(None)?;
         Ok(self
             .json
             .take()
@@ -501,13 +537,23 @@ impl Item {
             .unwrap_or(Value::Null))
     }
 
-    /// Puts the JSON body back into the event, for the sinks.
+    /// Puts the JSON body back into the event, for the sinks; a body parsed in part stays
+    /// as it was received.
     fn settle_body(&mut self) {
-        if let Some(body) = self.json.take() {
+        if let Some(body) = self.json.take()
+            && !std::mem::take(&mut self.partial)
+        {
             self.event.payload =
                 Payload::Json(Arc::try_unwrap(body).unwrap_or_else(|b| (*b).clone()));
         }
     }
+}
+
+fn not_json(e: serde_json::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("the event's body is not JSON: {e}"),
+    )
 }
 
 async fn run_stages(shared: &Shared, item: &mut Item) -> Verdict {
@@ -546,14 +592,17 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
     };
     match &stage.kind {
         StageKind::Filter(expr) => {
-            match item.body().and_then(|body| expr.holds(&body, &item.event)) {
+            match item
+                .body(shared.fields.as_ref())
+                .and_then(|body| expr.holds(&body, &item.event))
+            {
                 Ok(true) => Verdict::Next,
                 Ok(false) => Verdict::Discard,
                 Err(e) => reject(e),
             }
         }
         StageKind::Route { arms, unmatched } => {
-            let body = match item.body() {
+            let body = match item.body(shared.fields.as_ref()) {
                 Ok(body) => body,
                 Err(e) => return reject(e),
             };
@@ -613,7 +662,10 @@ async fn run_stage(shared: &Shared, stage: &Stage, item: &mut Item) -> Verdict {
             store,
         } => {
             let found = match key {
-                Some(expr) => match item.body().and_then(|body| expr.key(&body, &item.event)) {
+                Some(expr) => match item
+                    .body(shared.fields.as_ref())
+                    .and_then(|body| expr.key(&body, &item.event))
+                {
                     Ok(k) => k,
                     Err(e) => return reject(e),
                 },
