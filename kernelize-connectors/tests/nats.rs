@@ -1232,3 +1232,112 @@ async fn metadata_lists_every_action_and_both_event_roles() {
     assert!(source["properties"]["batch"].is_object());
     assert!(meta.events.sink.as_ref().unwrap()["properties"]["subject"].is_object());
 }
+
+#[tokio::test]
+async fn a_created_consumer_holds_deliveries_at_max_ack_pending() {
+    let f = Fixture::new().await;
+    f.ok(
+        "create_stream",
+        json!({"name": f.stream, "subjects": [format!("{}.>", f.prefix)]}),
+    )
+    .await;
+    for n in 0..8 {
+        f.publish("a", json!({"n": n}), None).await;
+    }
+    let mut source = f
+        .plugin
+        .open_source(json!({
+            "stream": f.stream, "durable": "bounded", "create": true,
+            "subjects": [format!("{}.>", f.prefix)],
+            "max_ack_pending": 3, "batch": 100, "expires": "1s"
+        }))
+        .await
+        .unwrap();
+    let Err(refused) = f
+        .plugin
+        .open_source(json!({"stream": f.stream, "durable": "x", "max_ack_pending": 0}))
+        .await
+    else {
+        panic!("`max_ack_pending: 0` was taken");
+    };
+    let cancel = CancellationToken::new();
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(source.receive(&cancel).await.unwrap().unwrap());
+    }
+    let fourth_early =
+        tokio::time::timeout(Duration::from_millis(2500), source.receive(&cancel)).await;
+    let info = f.consumer_info("bounded").await;
+    held.remove(0).ack.ack().await.unwrap();
+    let fourth = tokio::time::timeout(Duration::from_secs(10), source.receive(&cancel))
+        .await
+        .expect("a settlement lets the next delivery through")
+        .unwrap()
+        .unwrap();
+
+    assert!(
+        fourth_early.is_err(),
+        "the server delivered a fourth message while three were unacknowledged"
+    );
+    assert_eq!(info["max_ack_pending"], json!(3), "{info}");
+    assert_eq!(info["num_ack_pending"], json!(3), "{info}");
+    assert_eq!(fourth.event.payload.into_json().unwrap()["n"], json!(3));
+    assert_eq!(refused.kind(), ErrorKind::ConfigInvalid, "{refused}");
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn unconfirmed_settlements_still_ack_nak_and_term() {
+    let f = Fixture::new().await;
+    f.stream_and_consumer("fast", json!({"ack_wait": "30s"}))
+        .await;
+    for n in 0..5 {
+        f.publish("a", json!({"n": n}), None).await;
+    }
+    let mut source = f
+        .plugin
+        .open_source(json!({
+            "stream": f.stream, "durable": "fast", "expires": "1s", "confirm_acks": false
+        }))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        first.push(source.receive(&cancel).await.unwrap().unwrap());
+    }
+    let mut ids = Vec::new();
+    for (i, d) in first.into_iter().enumerate() {
+        ids.push(d.event.id.clone());
+        match i {
+            0 => d.ack.retry(Some(Duration::from_millis(100))).await.unwrap(),
+            1 => d.ack.reject().await.unwrap(),
+            _ => d.ack.ack().await.unwrap(),
+        }
+    }
+    let again = tokio::time::timeout(Duration::from_secs(10), source.receive(&cancel))
+        .await
+        .expect("the nak'ed message comes again")
+        .unwrap()
+        .unwrap();
+    let again_id = again.event.id.clone();
+    let again_attempt = again.event.attempt;
+    again.ack.ack().await.unwrap();
+    let start = Instant::now();
+    let info = loop {
+        let info = f.consumer_info("fast").await;
+        if info["num_ack_pending"] == json!(0) || start.elapsed() > Duration::from_secs(10) {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    assert_eq!(again_id, ids[0]);
+    assert_eq!(again_attempt, 2);
+    assert_eq!(info["num_ack_pending"], json!(0), "{info}");
+    assert_eq!(info["num_pending"], json!(0), "{info}");
+    assert_eq!(info["num_redelivered"], json!(0), "{info}");
+    f.cleanup().await;
+}

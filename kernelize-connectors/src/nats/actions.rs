@@ -127,6 +127,11 @@ pub struct CreateConsumerConfig {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_deliver: Option<i64>,
+    /// How many deliveries may wait for their acknowledgement at once; the server stops
+    /// delivering at that many (its default, 1,000, when absent).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_ack_pending: Option<i64>,
     /// Waits before each redelivery after an `ack_wait` expiry (`["1s", "5s", "30s"]`);
     /// `max_deliver` must be more than their number.
     #[serde(default, with = "duration_list")]

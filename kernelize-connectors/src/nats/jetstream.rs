@@ -106,6 +106,9 @@ pub struct ConsumerSpec {
     pub ack_wait: Option<Duration>,
     /// How many times a message is delivered at most; without limit when absent.
     pub max_deliver: Option<i64>,
+    /// How many delivered messages may wait for their acknowledgement at once; the server
+    /// stops delivering at that many (its default, 1,000, when absent).
+    pub max_ack_pending: Option<i64>,
     /// Waits before each redelivery after an `ack_wait` expiry, instead of `ack_wait`.
     pub backoff: Vec<Duration>,
     /// Which messages it starts with.
@@ -152,6 +155,8 @@ pub struct ConsumerSummary {
     pub ack_wait: String,
     /// The most deliveries of one message; `null` without limit.
     pub max_deliver: Option<i64>,
+    /// The most deliveries waiting for their acknowledgement at once.
+    pub max_ack_pending: i64,
     /// Waits before redeliveries after `ack_wait` expiries.
     pub backoff: Vec<String>,
     /// Which messages it started with.
@@ -444,6 +449,12 @@ impl NatsJetStream {
         if spec.max_deliver.is_some_and(|n| n < 1) {
             return invalid("`max_deliver` must be at least 1 (leave it out for no limit)".into());
         }
+        if spec.max_ack_pending.is_some_and(|n| n < 1) {
+            return invalid(
+                "`max_ack_pending` must be at least 1 (leave it out for the server's default)"
+                    .into(),
+            );
+        }
         if spec.ack_wait.is_some_and(|d| d.is_zero()) {
             return invalid("`ack_wait` must be more than zero".into());
         }
@@ -477,6 +488,7 @@ impl NatsJetStream {
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: spec.ack_wait.unwrap_or_default(),
             max_deliver: spec.max_deliver.unwrap_or_default(),
+            max_ack_pending: spec.max_ack_pending.unwrap_or_default(),
             filter_subject: spec.filter_subject.clone().unwrap_or_default(),
             backoff: spec.backoff.clone(),
             ..Default::default()
@@ -671,6 +683,23 @@ impl NatsJetStream {
     /// `+ACK`, `Retry` its `-NAK` (with the delay), `Reject` its `+TERM`. A delivery no longer
     /// pending (settled already, or redelivered after `ack_wait`) is confirmed all the same.
     pub async fn settle(&self, token: &AckToken, settlement: Settlement) -> Result<()> {
+        self.settle_as(token, settlement, true).await
+    }
+
+    /// Settles a pulled message like [`NatsJetStream::settle`] without waiting for the
+    /// server's confirmation (what most NATS clients do by default): one message out, no
+    /// round trip. A settlement lost with a dropped connection leaves the message to be
+    /// delivered again after `ack_wait`; it is never lost.
+    pub async fn settle_unconfirmed(&self, token: &AckToken, settlement: Settlement) -> Result<()> {
+        self.settle_as(token, settlement, false).await
+    }
+
+    async fn settle_as(
+        &self,
+        token: &AckToken,
+        settlement: Settlement,
+        confirm: bool,
+    ) -> Result<()> {
         let (body, doing) = match settlement {
             Settlement::Ack => (Bytes::from_static(b"+ACK"), "acknowledge"),
             Settlement::Retry { delay: None } => (Bytes::from_static(b"-NAK"), "nak"),
@@ -692,12 +721,19 @@ impl NatsJetStream {
         // A settlement queued while disconnected would reach the server after its caller
         // was told it failed; refuse it now instead (the server delivers the message again).
         self.client.ensure_connected(&doing).map_err(context)?;
-        let request = self
-            .client
-            .driver()
-            .request(token.subject.clone(), body)
-            .await;
-        match request {
+        let driver = self.client.driver();
+        if !confirm {
+            return driver
+                .publish(token.subject.clone(), body)
+                .await
+                .map_err(|e| {
+                    context(
+                        self.client
+                            .unreachable(&format!("nats could not {doing}: {e}")),
+                    )
+                });
+        }
+        match driver.request(token.subject.clone(), body).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = async_nats::jetstream::context::RequestError::from(e);
@@ -979,6 +1015,7 @@ fn consumer_summary(info: &consumer::Info) -> ConsumerSummary {
         filter_subject: (!config.filter_subject.is_empty()).then(|| config.filter_subject.clone()),
         ack_wait: humantime_text(config.ack_wait),
         max_deliver: (config.max_deliver > 0).then_some(config.max_deliver),
+        max_ack_pending: config.max_ack_pending,
         backoff: config.backoff.iter().map(|d| humantime_text(*d)).collect(),
         deliver_policy: match config.deliver_policy {
             consumer::DeliverPolicy::Last => DeliverPolicy::Last,

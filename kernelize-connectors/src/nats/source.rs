@@ -19,6 +19,10 @@ use super::jetstream::{
     StreamSpec, check_name, check_subject, header_value, headers_of,
 };
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_batch() -> usize {
     100
 }
@@ -74,6 +78,19 @@ pub struct NatsSourceOptions {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_deliver: Option<i64>,
+    /// How many deliveries may wait for their acknowledgement at once (the server's 1,000
+    /// when absent); used when the source creates the consumer. The server delivers no more
+    /// until some are settled, so set it to at least the pipeline's `max_in_flight` when a
+    /// sink batches more events than 1,000.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_ack_pending: Option<i64>,
+    /// Wait for the server to confirm each settlement (a JetStream double ack), `true` when
+    /// absent. `false` sends settlements without waiting, as most NATS clients do: no round
+    /// trip per message, and a settlement lost with a dropped connection only means the
+    /// message comes again after `ack_wait` (it is never lost).
+    #[serde(default = "default_true")]
+    pub confirm_acks: bool,
     /// Create the stream (of `subjects`) and the consumer when missing.
     #[serde(default)]
     pub create: bool,
@@ -102,6 +119,8 @@ impl NatsSourceOptions {
             expires: default_expires(),
             ack_wait: default_ack_wait(),
             max_deliver: None,
+            max_ack_pending: None,
+            confirm_acks: true,
             create: false,
             subjects: Vec::new(),
             content_type: default_content_type(),
@@ -131,6 +150,12 @@ impl NatsSourceOptions {
         }
         if self.max_deliver.is_some_and(|n| n < 1) {
             return invalid("`max_deliver` must be at least 1 (leave it out for no limit)".into());
+        }
+        if self.max_ack_pending.is_some_and(|n| n < 1) {
+            return invalid(
+                "`max_ack_pending` must be at least 1 (leave it out for the server's default)"
+                    .into(),
+            );
         }
         if self.max_bytes == Some(0) {
             return invalid("`max_bytes` must be at least 1".into());
@@ -266,6 +291,7 @@ impl NatsSource {
                     filter_subject: o.filter_subject.clone(),
                     ack_wait: Some(o.ack_wait),
                     max_deliver: o.max_deliver,
+                    max_ack_pending: o.max_ack_pending,
                     ..ConsumerSpec::default()
                 };
                 self.jetstream.create_consumer(&o.stream, &spec).await?;
@@ -374,6 +400,7 @@ impl NatsSource {
             NatsAck {
                 jetstream: self.jetstream.clone(),
                 token,
+                confirm: self.options.confirm_acks,
             },
         );
         Some(Delivery { event, ack })
@@ -450,12 +477,19 @@ impl EventSource for NatsSource {
 struct NatsAck {
     jetstream: NatsJetStream,
     token: AckToken,
+    confirm: bool,
 }
 
 #[async_trait]
 impl Settle for NatsAck {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
-        self.jetstream.settle(&self.token, settlement).await
+        if self.confirm {
+            self.jetstream.settle(&self.token, settlement).await
+        } else {
+            self.jetstream
+                .settle_unconfirmed(&self.token, settlement)
+                .await
+        }
     }
 }
 

@@ -21,6 +21,15 @@
 //! A value PostgreSQL refuses fails the whole `COPY`, and the load's transaction with it:
 //! nothing is written. Its message is PostgreSQL's, without the value it quotes (as with
 //! `INSERT`, values never appear in errors); the `rows` context names the rows copied.
+//!
+//! ## Small loads over TCP
+//!
+//! With sqlx 0.9.0 each `COPY` over TCP waits about 40 ms before it ends, whatever its
+//! size: sqlx no longer sets `TCP_NODELAY` (sqlx issue #4335, fixed upstream, not released
+//! yet), and the small `CopyDone` message written after the data waits for the server's
+//! delayed ACK. Multi-row `INSERT`s do not pay it. So `COPY` pays off for loads of
+//! thousands of rows, or over PostgreSQL's Unix socket; measured in
+//! `kernelize-workflow/BENCHMARKS.md`.
 
 use kernelize_core::arrow_array::RecordBatch;
 use kernelize_core::{ActionContext, Error, Result};
