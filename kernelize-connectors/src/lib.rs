@@ -11,6 +11,13 @@ pub mod nats;
 pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(
+    feature = "redis",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "mqtt"
+))]
+mod secret_url;
 #[cfg(feature = "_sql")]
 pub mod sql;
 pub mod ws;

@@ -10,6 +10,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::secret_url::{SecretUrl, impl_secret_url, percent_decode};
+
 /// The port an `mqtt://` URL without one means.
 pub const DEFAULT_PORT: u16 = 1883;
 
@@ -24,9 +26,6 @@ pub const MAX_FILTERS: usize = 100;
 
 /// The longest client id taken (MQTT 3.1.1 promises 23 characters; brokers take more).
 pub const MAX_CLIENT_ID: usize = 256;
-
-/// The text that stands for a password in messages.
-const REDACTED: &str = "***";
 
 fn default_keep_alive() -> Duration {
     Duration::from_secs(30)
@@ -276,8 +275,7 @@ fn shorten(text: &str) -> String {
 /// errors about it never quote it.
 #[derive(Clone)]
 pub struct MqttUrl {
-    redacted: String,
-    host: String,
+    secret: SecretUrl,
     port: u16,
     username: Option<String>,
     password: Option<SecretString>,
@@ -347,13 +345,8 @@ impl MqttUrl {
                 "`url` has a password but no user name; MQTT 3.1.1 sends a password only with a user name".into(),
             );
         }
-        let mut shown = parsed.clone();
-        if parsed.password().is_some() && shown.set_password(Some(REDACTED)).is_err() {
-            return invalid("`url` cannot carry a password".into());
-        }
         Ok(MqttUrl {
-            redacted: shown.to_string(),
-            host: host.to_string(),
+            secret: SecretUrl::whole(text, &parsed, host)?,
             port: parsed.port().unwrap_or(DEFAULT_PORT),
             username,
             password,
@@ -363,12 +356,12 @@ impl MqttUrl {
 
     /// The URL with its password replaced by `***`.
     pub fn redacted(&self) -> &str {
-        &self.redacted
+        self.secret.redacted()
     }
 
     /// The broker's host name or address.
     pub fn host(&self) -> &str {
-        &self.host
+        self.secret.host()
     }
 
     /// The broker's port.
@@ -400,62 +393,11 @@ impl MqttUrl {
 
     /// The network permission connecting to this broker needs.
     pub fn permission(&self) -> Permission {
-        Permission::Network {
-            host: self.host.clone(),
-        }
+        self.secret.permission()
     }
 }
 
-/// `%XX` escapes decoded; anything malformed is kept as written.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some((&first, tail)) = rest.split_first() {
-        let escaped = (first == b'%')
-            .then(|| tail.get(..2))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                rest = &tail[2..];
-            }
-            None => {
-                out.push(first);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl fmt::Debug for MqttUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("MqttUrl").field(&self.redacted).finish()
-    }
-}
-
-impl fmt::Display for MqttUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
-impl Serialize for MqttUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted)
-    }
-}
-
-impl<'de> Deserialize<'de> for MqttUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        // The message of `parse` never quotes the URL.
-        MqttUrl::parse(&text).map_err(|e| serde::de::Error::custom(e.message()))
-    }
-}
+impl_secret_url!(MqttUrl);
 
 /// Settings of the `mqtt-connector` plugin.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -1,13 +1,15 @@
 //! Settings of the `nats-connector` plugin, and the server URL that keeps its credentials out
 //! of every message.
 
-use std::fmt;
 use std::time::Duration;
 
 use kernelize_core::{Error, ErrorKind, Permission, Result};
 use schemars::JsonSchema;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize, Serializer};
+
+pub(crate) use crate::secret_url::REDACTED;
+use crate::secret_url::{SecretUrl, impl_secret_url, percent_decode};
 
 /// The port a `nats://` URL without one means.
 pub const DEFAULT_PORT: u16 = 4222;
@@ -20,9 +22,6 @@ pub const MAX_EXPIRES: Duration = Duration::from_secs(300);
 
 /// The longest connect or request timeout the settings take (10 minutes).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The text that stands for a credential in messages.
-pub(crate) const REDACTED: &str = "***";
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
@@ -44,14 +43,11 @@ fn default_connection_name() -> String {
 /// shown.
 #[derive(Clone)]
 pub struct NatsUrl {
-    redacted: String,
-    host: String,
+    secret: SecretUrl,
     port: u16,
     user: Option<String>,
     password: Option<SecretString>,
     token: Option<SecretString>,
-    /// The credentials as written (percent-encoded), to scrub from messages.
-    written: Vec<SecretString>,
 }
 
 impl NatsUrl {
@@ -123,25 +119,29 @@ impl NatsUrl {
             (None, Some(_)) => format!("nats://{REDACTED}@{shown_host}:{port}"),
             (None, None) => format!("nats://{shown_host}:{port}"),
         };
+        // As written first, then as decoded: the order the scrubbing replaces them in.
+        let credentials = written
+            .into_iter()
+            .chain(password.iter().cloned())
+            .chain(token.iter().cloned())
+            .collect();
         Ok(NatsUrl {
-            redacted,
-            host: host.to_string(),
+            secret: SecretUrl::stripped(redacted, host, credentials),
             port,
             user,
             password,
             token,
-            written,
         })
     }
 
     /// The URL with its credentials replaced by `***`.
     pub fn redacted(&self) -> &str {
-        &self.redacted
+        self.secret.redacted()
     }
 
     /// The server's host name or address.
     pub fn host(&self) -> &str {
-        &self.host
+        self.secret.host()
     }
 
     /// The server's port.
@@ -151,10 +151,11 @@ impl NatsUrl {
 
     /// The address the client connects to: `nats://host:port`, without credentials.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("nats://[{}]:{}", self.host, self.port)
+        let host = self.secret.host();
+        if host.contains(':') {
+            format!("nats://[{host}]:{}", self.port)
         } else {
-            format!("nats://{}:{}", self.host, self.port)
+            format!("nats://{host}:{}", self.port)
         }
     }
 
@@ -170,78 +171,16 @@ impl NatsUrl {
 
     /// `text` with every credential of the URL (as written and as decoded) replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let secrets = self
-            .written
-            .iter()
-            .chain(self.password.iter())
-            .chain(self.token.iter());
-        for secret in secrets {
-            let secret = secret.expose_secret();
-            if !secret.is_empty() {
-                out = out.replace(secret, REDACTED);
-            }
-        }
-        out
+        self.secret.scrub(text)
     }
 
     /// The network permission connecting to this server needs.
     pub fn permission(&self) -> Permission {
-        Permission::Network {
-            host: self.host.clone(),
-        }
+        self.secret.permission()
     }
 }
 
-/// `%XX` escapes decoded; anything malformed is kept as written.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl fmt::Debug for NatsUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("NatsUrl").field(&self.redacted).finish()
-    }
-}
-
-impl fmt::Display for NatsUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
-impl Serialize for NatsUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted)
-    }
-}
-
-impl<'de> Deserialize<'de> for NatsUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        // The message of `parse` never quotes the URL.
-        NatsUrl::parse(&text).map_err(|e| serde::de::Error::custom(e.message()))
-    }
-}
+impl_secret_url!(NatsUrl);
 
 /// Writes a secret as `***` (or nothing when absent): settings never serialize credentials.
 fn serialize_secret<S: Serializer>(

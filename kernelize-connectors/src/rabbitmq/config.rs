@@ -1,15 +1,15 @@
 //! Settings of the `rabbitmq-connector` plugin, and the broker URL that keeps its password
 //! out of every message.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use kernelize_core::{Error, ErrorKind, Permission, Result};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use schemars::JsonSchema;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::secret_url::{SecretUrl, impl_secret_url, percent_decode};
 
 /// The most messages one call may publish or get, and the most entries a `declare` may
 /// name.
@@ -27,9 +27,6 @@ pub const DEFAULT_PORT: u16 = 5672;
 
 /// The port an `amqps://` URL without one means.
 pub const DEFAULT_TLS_PORT: u16 = 5671;
-
-/// The text that stands for a password in messages.
-const REDACTED: &str = "***";
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
@@ -60,15 +57,11 @@ fn default_max_get_bytes() -> usize {
 /// `auth_mechanism`) are kept.
 #[derive(Clone)]
 pub struct AmqpUrl {
-    full: SecretString,
-    redacted: String,
-    host: String,
+    secret: SecretUrl,
     port: u16,
     vhost: String,
     user: String,
     tls: bool,
-    /// The password as written in the URL and percent-decoded, to scrub from messages.
-    passwords: Vec<SecretString>,
 }
 
 impl AmqpUrl {
@@ -97,18 +90,8 @@ impl AmqpUrl {
             Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
             _ => return invalid("`url` has no host; write amqp://host:5672/vhost".into()),
         };
-        let passwords: Vec<SecretString> = parsed
-            .password()
-            .map(|p| vec![SecretString::from(p), SecretString::from(percent_decode(p))])
-            .unwrap_or_default();
-        let mut shown = parsed.clone();
-        if parsed.password().is_some() && shown.set_password(Some(REDACTED)).is_err() {
-            return invalid("`url` cannot carry a password".into());
-        }
         let url = AmqpUrl {
-            full: SecretString::from(text.to_string()),
-            redacted: shown.to_string(),
-            host: host.to_string(),
+            secret: SecretUrl::whole(text, &parsed, host)?,
             port: parsed
                 .port()
                 .unwrap_or(if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT }),
@@ -118,7 +101,6 @@ impl AmqpUrl {
                 user => percent_decode(user),
             },
             tls,
-            passwords,
         };
         // lapin's own parser checks the query parameters; its messages may quote the URL.
         url.to_uri()?;
@@ -127,7 +109,9 @@ impl AmqpUrl {
 
     /// The URL as lapin takes it, with the vhost normalized (see the type's docs).
     pub(crate) fn to_uri(&self) -> Result<AMQPUri> {
-        let mut uri = AMQPUri::from_str(self.full.expose_secret()).map_err(|e| {
+        // `parse` keeps the whole URL (`SecretUrl::whole`), so this is never empty.
+        let full = self.secret.expose().unwrap_or_default();
+        let mut uri = AMQPUri::from_str(full).map_err(|e| {
             Error::new(
                 ErrorKind::ConfigInvalid,
                 format!(
@@ -148,12 +132,12 @@ impl AmqpUrl {
 
     /// The URL with its password replaced by `***`.
     pub fn redacted(&self) -> &str {
-        &self.redacted
+        self.secret.redacted()
     }
 
     /// The broker's host name or address.
     pub fn host(&self) -> &str {
-        &self.host
+        self.secret.host()
     }
 
     /// The broker's port.
@@ -179,23 +163,16 @@ impl AmqpUrl {
     /// `text` with the password (as written and as decoded) and the full URL replaced by
     /// `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.replace(self.full.expose_secret(), &self.redacted);
-        for password in &self.passwords {
-            let password = password.expose_secret();
-            if !password.is_empty() {
-                out = out.replace(password, REDACTED);
-            }
-        }
-        out
+        self.secret.scrub(text)
     }
 
     /// The network permission connecting to this broker needs.
     pub fn permission(&self) -> Permission {
-        Permission::Network {
-            host: self.host.clone(),
-        }
+        self.secret.permission()
     }
 }
+
+impl_secret_url!(AmqpUrl);
 
 /// The vhost a URL path names: the percent-decoded path without its leading `/`; `/` when
 /// that is empty.
@@ -203,56 +180,6 @@ fn vhost_of(path: &str) -> String {
     match path.strip_prefix('/').unwrap_or(path) {
         "" => "/".to_string(),
         raw => percent_decode(raw),
-    }
-}
-
-/// `%XX` escapes decoded; anything malformed is kept as written.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl fmt::Debug for AmqpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AmqpUrl").field(&self.redacted).finish()
-    }
-}
-
-impl fmt::Display for AmqpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
-impl Serialize for AmqpUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted)
-    }
-}
-
-impl<'de> Deserialize<'de> for AmqpUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        // The message of `parse` never quotes the URL.
-        AmqpUrl::parse(&text).map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 

@@ -1,13 +1,13 @@
 //! Settings of the `redis-connector` plugin, and the server URL that keeps its password out
 //! of every message.
 
-use std::fmt;
 use std::time::Duration;
 
 use kernelize_core::{Error, ErrorKind, Permission, Result};
 use schemars::JsonSchema;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::secret_url::{SecretUrl, impl_secret_url};
 
 /// The most entries, keys or ids one call may name or return (`count`, `keys`, `ids`,
 /// published entries).
@@ -18,9 +18,6 @@ pub const MAX_BLOCK: Duration = Duration::from_secs(300);
 
 /// The port a `redis://` URL without one means.
 pub const DEFAULT_PORT: u16 = 6379;
-
-/// The text that stands for a password in messages.
-const REDACTED: &str = "***";
 
 fn default_command_timeout() -> Duration {
     Duration::from_secs(5)
@@ -37,13 +34,9 @@ fn default_max_value_bytes() -> usize {
 /// driver's error message) before it is shown.
 #[derive(Clone)]
 pub struct RedisUrl {
-    full: SecretString,
-    redacted: String,
-    host: String,
+    secret: SecretUrl,
     port: u16,
     db: i64,
-    /// The password as written in the URL and percent-decoded, to scrub from messages.
-    passwords: Vec<SecretString>,
 }
 
 impl RedisUrl {
@@ -88,32 +81,21 @@ impl RedisUrl {
                 }
             },
         };
-        let passwords: Vec<SecretString> = parsed
-            .password()
-            .map(|p| vec![SecretString::from(p), SecretString::from(percent_decode(p))])
-            .unwrap_or_default();
-        let mut shown = parsed.clone();
-        if parsed.password().is_some() && shown.set_password(Some(REDACTED)).is_err() {
-            return invalid("`url` cannot carry a password".into());
-        }
         Ok(RedisUrl {
-            full: SecretString::from(text.to_string()),
-            redacted: shown.to_string(),
-            host: host.to_string(),
+            secret: SecretUrl::whole(text, &parsed, host)?,
             port: parsed.port().unwrap_or(DEFAULT_PORT),
             db,
-            passwords,
         })
     }
 
     /// The URL with its password replaced by `***`.
     pub fn redacted(&self) -> &str {
-        &self.redacted
+        self.secret.redacted()
     }
 
     /// The server's host name or address.
     pub fn host(&self) -> &str {
-        &self.host
+        self.secret.host()
     }
 
     /// The server's port.
@@ -128,79 +110,23 @@ impl RedisUrl {
 
     /// The full URL, password included, for the driver only.
     pub(crate) fn expose(&self) -> &str {
-        self.full.expose_secret()
+        // `parse` keeps the whole URL (`SecretUrl::whole`), so this is never empty.
+        self.secret.expose().unwrap_or_default()
     }
 
     /// `text` with the password (as written and as decoded) and the full URL replaced by
     /// `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.replace(self.full.expose_secret(), &self.redacted);
-        for password in &self.passwords {
-            let password = password.expose_secret();
-            if !password.is_empty() {
-                out = out.replace(password, REDACTED);
-            }
-        }
-        out
+        self.secret.scrub(text)
     }
 
     /// The network permission connecting to this server needs.
     pub fn permission(&self) -> Permission {
-        Permission::Network {
-            host: self.host.clone(),
-        }
+        self.secret.permission()
     }
 }
 
-/// `%XX` escapes decoded; anything malformed is kept as written.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RedisUrl").field(&self.redacted).finish()
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
-impl Serialize for RedisUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted)
-    }
-}
-
-impl<'de> Deserialize<'de> for RedisUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        // The message of `parse` never quotes the URL.
-        RedisUrl::parse(&text).map_err(|e| serde::de::Error::custom(e.message()))
-    }
-}
+impl_secret_url!(RedisUrl);
 
 /// Settings of the `redis-connector` plugin.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
