@@ -8,7 +8,6 @@
 #![cfg(feature = "mysql")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -26,6 +25,9 @@ use kernelize_core::{
     PluginManager, Records,
 };
 use serde_json::{Value, json};
+use sql_client::{SqlClient, batch, rand_suffix, records, types_of, vars};
+
+mod sql_client;
 
 const SERVER: &str = "mysql://root@127.0.0.1:3306/test";
 
@@ -45,8 +47,15 @@ fn grant_local() -> PermissionGuard {
 /// A database of the test's own on the real server, and a connector to it.
 struct My {
     database: String,
-    plugin: MySqlConnector,
-    guard: PermissionGuard,
+    client: SqlClient<MySqlConnector>,
+}
+
+impl std::ops::Deref for My {
+    type Target = SqlClient<MySqlConnector>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
 }
 
 impl My {
@@ -75,8 +84,7 @@ impl My {
             .unwrap();
         My {
             database,
-            plugin,
-            guard: grant_local(),
+            client: SqlClient::new(plugin, grant_local(), '`'),
         }
     }
 
@@ -91,93 +99,6 @@ impl My {
         .unwrap();
         self.plugin.shutdown().await.unwrap();
     }
-
-    async fn call(
-        &self,
-        action: &str,
-        config: Value,
-        input: Payload,
-    ) -> kernelize_core::Result<Payload> {
-        self.call_with_vars(action, config, input, BTreeMap::new())
-            .await
-    }
-
-    async fn call_with_vars(
-        &self,
-        action: &str,
-        config: Value,
-        input: Payload,
-        vars: BTreeMap<String, Value>,
-    ) -> kernelize_core::Result<Payload> {
-        let mut call = Call::new(action, input).with_config(config);
-        call.permissions = self.guard.clone();
-        call.vars = vars;
-        self.plugin.execute(call).await
-    }
-
-    async fn sql(&self, sql: &str) -> Payload {
-        self.call("query", json!({ "sql": sql }), Payload::Empty)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn rows(&self, sql: &str) -> Vec<Value> {
-        self.sql(sql)
-            .await
-            .into_records()
-            .unwrap()
-            .to_json_rows()
-            .unwrap()
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        self.rows(&format!("SELECT count(*) AS n FROM `{table}`"))
-            .await[0]["n"]
-            .as_i64()
-            .unwrap()
-    }
-
-    async fn load(&self, config: Value, records: Records) -> kernelize_core::Result<Value> {
-        self.call("load", config, Payload::Records(records))
-            .await
-            .map(|p| p.into_json().unwrap())
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish() & 0xffff_ffff
-}
-
-fn vars(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn records(rows: Value) -> Records {
-    Payload::Json(rows).into_records().unwrap()
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Records {
-    Records::from_batch(RecordBatch::try_from_iter(columns).unwrap())
-}
-
-fn types_of(records: &Records) -> Vec<DataType> {
-    records
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.data_type().clone())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ use kernelize_core::{
     PluginManager, Records,
 };
 use serde_json::{Value, json};
+use sql_client::{SqlClient, batch, records, vars};
+
+mod sql_client;
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------
@@ -71,86 +74,16 @@ impl Workspace {
     }
 
     async fn open_with(&self, settings: SqliteSettings) -> Db {
-        Db {
-            plugin: SqliteConnector::open(settings, &self.guard).await.unwrap(),
-            guard: self.guard.clone(),
-        }
+        Db::new(
+            SqliteConnector::open(settings, &self.guard).await.unwrap(),
+            self.guard.clone(),
+            '"',
+        )
     }
 }
 
 /// An open connector and the grants its calls carry.
-struct Db {
-    plugin: SqliteConnector,
-    guard: PermissionGuard,
-}
-
-impl Db {
-    async fn call(
-        &self,
-        action: &str,
-        config: Value,
-        input: Payload,
-    ) -> kernelize_core::Result<Payload> {
-        self.call_with_vars(action, config, input, BTreeMap::new())
-            .await
-    }
-
-    async fn call_with_vars(
-        &self,
-        action: &str,
-        config: Value,
-        input: Payload,
-        vars: BTreeMap<String, Value>,
-    ) -> kernelize_core::Result<Payload> {
-        let mut call = Call::new(action, input).with_config(config);
-        call.permissions = self.guard.clone();
-        call.vars = vars;
-        self.plugin.execute(call).await
-    }
-
-    async fn sql(&self, sql: &str) -> Payload {
-        self.call("query", json!({ "sql": sql }), Payload::Empty)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn rows(&self, sql: &str) -> Vec<Value> {
-        self.sql(sql)
-            .await
-            .into_records()
-            .unwrap()
-            .to_json_rows()
-            .unwrap()
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        self.rows(&format!("SELECT count(*) AS n FROM \"{table}\""))
-            .await[0]["n"]
-            .as_i64()
-            .unwrap()
-    }
-
-    async fn load(&self, config: Value, records: Records) -> kernelize_core::Result<Value> {
-        self.call("load", config, Payload::Records(records))
-            .await
-            .map(|p| p.into_json().unwrap())
-    }
-}
-
-fn vars(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn records(rows: Value) -> Records {
-    Payload::Json(rows).into_records().unwrap()
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Records {
-    Records::from_batch(RecordBatch::try_from_iter(columns).unwrap())
-}
+type Db = SqlClient<SqliteConnector>;
 
 fn ints(records: &Records, column: usize) -> Vec<i64> {
     records
@@ -1009,12 +942,13 @@ async fn create_if_missing_creates_the_file_and_its_directories() {
 
 #[tokio::test]
 async fn memory_databases_keep_their_data_across_calls() {
-    let db = Db {
-        plugin: SqliteConnector::open(SqliteSettings::new(":memory:"), &PermissionGuard::none())
+    let db = Db::new(
+        SqliteConnector::open(SqliteSettings::new(":memory:"), &PermissionGuard::none())
             .await
             .unwrap(),
-        guard: PermissionGuard::none(),
-    };
+        PermissionGuard::none(),
+        '"',
+    );
 
     db.sql("CREATE TABLE t (v INTEGER)").await;
     db.load(json!({"table": "t"}), records(json!([{"v": 1}, {"v": 2}])))
@@ -1224,10 +1158,11 @@ async fn the_example_sales_db_syncs_into_a_warehouse() {
     let guard = PermissionGuard::new(sqlite::ID, vec![read(source_path.parent().unwrap())], None);
     let mut settings = SqliteSettings::new(source_path.to_string_lossy());
     settings.read_only = true;
-    let source = Db {
-        plugin: SqliteConnector::open(settings, &guard).await.unwrap(),
+    let source = Db::new(
+        SqliteConnector::open(settings, &guard).await.unwrap(),
         guard,
-    };
+        '"',
+    );
     let ws = Workspace::new();
     let warehouse = ws.open("warehouse.db").await;
     let extract = json!({

@@ -239,18 +239,14 @@ impl MqttConnector {
 
 /// Checks the grant of network access to the broker's host.
 fn check_network(url: &MqttUrl, guard: &PermissionGuard) -> Result<()> {
-    guard.check(&url.permission()).map_err(|e| {
-        Error::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}; grant network access to `{}` to reach the MQTT broker",
-                e.message(),
-                url.host()
-            ),
-        )
-        .with_context("mqtt", url.redacted())
-        .set_permanent()
-    })
+    crate::secret_url::check_network(
+        &url.permission(),
+        url.host(),
+        url.redacted(),
+        guard,
+        "the MQTT broker",
+        "mqtt",
+    )
 }
 
 /// Reads a source's or sink's options.

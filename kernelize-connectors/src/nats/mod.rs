@@ -269,18 +269,14 @@ impl NatsConnector {
 
 /// Checks the grant of network access to the server's host.
 fn check_network(url: &NatsUrl, guard: &PermissionGuard) -> Result<()> {
-    guard.check(&url.permission()).map_err(|e| {
-        Error::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}; grant network access to `{}` to reach the NATS server",
-                e.message(),
-                url.host()
-            ),
-        )
-        .with_context("nats", url.redacted())
-        .set_permanent()
-    })
+    crate::secret_url::check_network(
+        &url.permission(),
+        url.host(),
+        url.redacted(),
+        guard,
+        "the NATS server",
+        "nats",
+    )
 }
 
 #[async_trait]

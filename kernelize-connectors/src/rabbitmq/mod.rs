@@ -281,18 +281,14 @@ impl RabbitConnector {
 
 /// Checks the grant of network access to the broker's host.
 fn check_network(url: &AmqpUrl, guard: &PermissionGuard) -> Result<()> {
-    guard.check(&url.permission()).map_err(|e| {
-        Error::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}; grant network access to `{}` to reach the RabbitMQ broker",
-                e.message(),
-                url.host()
-            ),
-        )
-        .with_context("rabbitmq", url.redacted())
-        .set_permanent()
-    })
+    crate::secret_url::check_network(
+        &url.permission(),
+        url.host(),
+        url.redacted(),
+        guard,
+        "the RabbitMQ broker",
+        "rabbitmq",
+    )
 }
 
 /// Parses event source or sink options, as a `config invalid` error naming the role.

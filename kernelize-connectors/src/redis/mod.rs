@@ -255,18 +255,14 @@ fn event_options<T: serde::de::DeserializeOwned>(options: Value, role: &str) -> 
 
 /// Checks the grant of network access to the server's host.
 fn check_network(url: &RedisUrl, guard: &PermissionGuard) -> Result<()> {
-    guard.check(&url.permission()).map_err(|e| {
-        Error::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}; grant network access to `{}` to reach the Redis server",
-                e.message(),
-                url.host()
-            ),
-        )
-        .with_context("redis", url.redacted())
-        .set_permanent()
-    })
+    crate::secret_url::check_network(
+        &url.permission(),
+        url.host(),
+        url.redacted(),
+        guard,
+        "the Redis server",
+        "redis",
+    )
 }
 
 #[async_trait]

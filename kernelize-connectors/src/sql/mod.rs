@@ -108,6 +108,8 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 pub mod postgres_copy;
 pub mod result_set;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server;
 pub mod sink;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

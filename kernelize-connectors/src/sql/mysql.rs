@@ -116,6 +116,7 @@ use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, Stored
 use super::error::database_error;
 use super::load::TableName;
 use super::result_set::{ColumnInfo, DeclaredType, ReadLimits};
+use super::server::{Server, redacted_url};
 use super::value::SqlValue;
 
 /// The plugin's id.
@@ -343,29 +344,6 @@ impl std::fmt::Debug for MySqlSettings {
     }
 }
 
-/// `url` with any password replaced by `***`; unparseable text is replaced whole.
-fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Only fails for URLs that cannot have a password, which this one has.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(unparseable URL)".to_string(),
-    }
-}
-
-/// Where the settings connect: what messages and permission checks name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Server {
-    /// The host the permission is checked for (`localhost` for a Unix socket).
-    host: String,
-    /// `host:port/database`, for messages.
-    label: String,
-}
-
 impl MySqlSettings {
     /// Settings for `url` with every default.
     pub fn new(url: impl Into<String>) -> Self {
@@ -446,27 +424,6 @@ impl MySqlSettings {
         );
         Ok((options, Server { host, label }))
     }
-
-    /// Checks the network permission against `guard`.
-    fn check_permissions(&self, guard: &PermissionGuard, server: &Server) -> Result<()> {
-        guard
-            .check(&Permission::Network {
-                host: server.host.clone(),
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "{}; grant network access to `{}` to reach {}",
-                        e.message(),
-                        server.host,
-                        server.label
-                    ),
-                )
-                .with_context("host", &server.host)
-                .set_permanent()
-            })
-    }
 }
 
 /// MySQL, for [`SqlConnector`].
@@ -498,16 +455,16 @@ impl SqlDatabase for MySqlDatabase {
     async fn open(settings: &MySqlSettings, grants: &PermissionGuard) -> Result<MySqlBackend> {
         settings.check()?;
         let (options, server) = settings.connect_options()?;
-        settings.check_permissions(grants, &server)?;
+        server.check(grants)?;
         MySqlBackend::connect(settings, options, server).await
     }
 
     fn check_call(
-        settings: &MySqlSettings,
+        _: &MySqlSettings,
         backend: &MySqlBackend,
         grants: &PermissionGuard,
     ) -> Result<()> {
-        settings.check_permissions(grants, &backend.server)
+        backend.server.check(grants)
     }
 
     fn read_limits(settings: &MySqlSettings) -> ReadLimits {

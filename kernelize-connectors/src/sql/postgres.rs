@@ -102,6 +102,7 @@ use super::dialect::{Dialect, ErrorClass, LexicalRules, PlaceholderStyle, Stored
 use super::error::database_error;
 use super::load::{LoadPlan, TableName};
 use super::result_set::{ColumnInfo, DeclaredType, ReadLimits};
+use super::server::{Server, redacted_url};
 use super::value::SqlValue;
 
 /// The plugin's id.
@@ -261,29 +262,6 @@ impl std::fmt::Debug for PostgresSettings {
     }
 }
 
-/// `url` with any password replaced by `***`; unparseable text is replaced whole.
-fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Only fails for URLs that cannot have a password, which this one has.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(unparseable URL)".to_string(),
-    }
-}
-
-/// Where the settings connect: what messages and permission checks name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Server {
-    /// The host the permission is checked for (`localhost` for a Unix socket).
-    host: String,
-    /// `host:port/database`, for messages.
-    label: String,
-}
-
 impl PostgresSettings {
     /// Settings for `url` with every default.
     pub fn new(url: impl Into<String>) -> Self {
@@ -366,27 +344,6 @@ impl PostgresSettings {
         };
         Ok((options, Server { host, label }))
     }
-
-    /// Checks the network permission against `guard`.
-    fn check_permissions(&self, guard: &PermissionGuard, server: &Server) -> Result<()> {
-        guard
-            .check(&Permission::Network {
-                host: server.host.clone(),
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "{}; grant network access to `{}` to reach {}",
-                        e.message(),
-                        server.host,
-                        server.label
-                    ),
-                )
-                .with_context("host", &server.host)
-                .set_permanent()
-            })
-    }
 }
 
 /// PostgreSQL, for [`SqlConnector`].
@@ -421,16 +378,16 @@ impl SqlDatabase for PostgresDatabase {
     ) -> Result<PostgresBackend> {
         settings.check()?;
         let (options, server) = settings.connect_options()?;
-        settings.check_permissions(grants, &server)?;
+        server.check(grants)?;
         PostgresBackend::connect(settings, options, server).await
     }
 
     fn check_call(
-        settings: &PostgresSettings,
+        _: &PostgresSettings,
         backend: &PostgresBackend,
         grants: &PermissionGuard,
     ) -> Result<()> {
-        settings.check_permissions(grants, &backend.server)
+        backend.server.check(grants)
     }
 
     fn read_limits(settings: &PostgresSettings) -> ReadLimits {
