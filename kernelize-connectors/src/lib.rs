@@ -23,9 +23,9 @@ pub mod sql;
 pub mod ws;
 
 /// Factories of this crate's registry plugins: `http`, `sqlite-connector` with the `sqlite`
-/// feature, `postgres-connector` with the `postgres` feature, `mysql-connector` with the
-/// `mysql` feature and `redis-connector` with the
-/// `redis` feature, `rabbitmq-connector` with the `rabbitmq` feature.
+/// feature, `postgres-connector` with `postgres`, `mysql-connector` with `mysql`,
+/// `redis-connector` with `redis`, `rabbitmq-connector` with `rabbitmq`, `nats-connector`
+/// with `nats` and `mqtt-connector` with `mqtt`.
 pub fn factories() -> Vec<kernelize_core::PluginFactory> {
     #[allow(unused_mut)]
     let mut all = vec![http::plugin::factory()];
