@@ -38,7 +38,7 @@ impl Checker<'_> {
         {
             self.error(
                 &format!("{base}/concurrency"),
-                &format!(
+                format!(
                     "`concurrency` must be 1 to {}",
                     crate::pipeline::MAX_CONCURRENCY
                 ),
