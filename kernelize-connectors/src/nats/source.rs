@@ -88,7 +88,8 @@ pub struct NatsSourceOptions {
     /// Wait for the server to confirm each settlement (a JetStream double ack), `true` when
     /// absent. `false` sends settlements without waiting, as most NATS clients do: no round
     /// trip per message, and a settlement lost with a dropped connection only means the
-    /// message comes again after `ack_wait` (it is never lost).
+    /// message comes again after `ack_wait` (it is never lost). A pipeline's `acked`
+    /// counter then counts settlements sent, not settlements the server confirmed.
     #[serde(default = "default_true")]
     pub confirm_acks: bool,
     /// Create the stream (of `subjects`) and the consumer when missing.
