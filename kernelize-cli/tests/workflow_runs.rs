@@ -322,6 +322,42 @@ workflows:
         assert!(Instant::now() < deadline, "workers made no progress");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Freeze the worker, and kill it only while it holds a run that has not ended (a
+    // frozen worker cannot finish the run between the look and the kill).
+    let pid = workers[0].id().to_string();
+    let signal = |name: &str| {
+        let ok = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {name} {pid} failed");
+    };
+    let running = RunFilter {
+        status: Some(RunStatus::Running),
+        limit: Some(1000),
+        ..RunFilter::default()
+    };
+    loop {
+        assert!(Instant::now() < deadline, "the worker never held a run");
+        signal("-STOP");
+        let mut holds = false;
+        for r in store.list_runs(&running).await.unwrap() {
+            let record = store.run(&r.id).await.unwrap();
+            if record
+                .and_then(|r| r.lease_owner)
+                .is_some_and(|owner| owner.contains(&format!(":{pid}:")))
+            {
+                holds = true;
+                break;
+            }
+        }
+        if holds {
+            break;
+        }
+        signal("-CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     workers[0].kill().unwrap();
     workers[0].wait().unwrap();
     loop {
