@@ -7,6 +7,15 @@ pub mod http;
 pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(
+    feature = "redis",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "mqtt",
+    feature = "postgres",
+    feature = "mysql"
+))]
+mod network;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 #[cfg(feature = "redis")]

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use kernelize_core::{Error, ErrorKind, Permission, PermissionGuard, Result};
+use kernelize_core::{Error, ErrorKind, Permission, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -36,30 +36,6 @@ pub(crate) fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Checks that `guard` grants `permission` (network access to `host`); a denial says which
-/// host to grant to reach `server` ("the NATS server") and carries the redacted URL as the
-/// `key` context. Permanent: retrying does not grant it.
-pub(crate) fn check_network(
-    permission: &Permission,
-    host: &str,
-    redacted: &str,
-    guard: &PermissionGuard,
-    server: &str,
-    key: &'static str,
-) -> Result<()> {
-    guard.check(permission).map_err(|e| {
-        Error::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "{}; grant network access to `{host}` to reach {server}",
-                e.message()
-            ),
-        )
-        .with_context(key, redacted)
-        .set_permanent()
-    })
 }
 
 /// The secret parts of a server URL: the URL as written (when the driver takes it whole),

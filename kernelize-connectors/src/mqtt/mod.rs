@@ -239,7 +239,7 @@ impl MqttConnector {
 
 /// Checks the grant of network access to the broker's host.
 fn check_network(url: &MqttUrl, guard: &PermissionGuard) -> Result<()> {
-    crate::secret_url::check_network(
+    crate::network::check_network(
         &url.permission(),
         url.host(),
         url.redacted(),

@@ -269,7 +269,7 @@ impl NatsConnector {
 
 /// Checks the grant of network access to the server's host.
 fn check_network(url: &NatsUrl, guard: &PermissionGuard) -> Result<()> {
-    crate::secret_url::check_network(
+    crate::network::check_network(
         &url.permission(),
         url.host(),
         url.redacted(),

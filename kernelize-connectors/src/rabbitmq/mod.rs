@@ -281,7 +281,7 @@ impl RabbitConnector {
 
 /// Checks the grant of network access to the broker's host.
 fn check_network(url: &AmqpUrl, guard: &PermissionGuard) -> Result<()> {
-    crate::secret_url::check_network(
+    crate::network::check_network(
         &url.permission(),
         url.host(),
         url.redacted(),

@@ -255,7 +255,7 @@ fn event_options<T: serde::de::DeserializeOwned>(options: Value, role: &str) -> 
 
 /// Checks the grant of network access to the server's host.
 fn check_network(url: &RedisUrl, guard: &PermissionGuard) -> Result<()> {
-    crate::secret_url::check_network(
+    crate::network::check_network(
         &url.permission(),
         url.host(),
         url.redacted(),

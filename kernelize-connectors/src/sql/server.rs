@@ -2,7 +2,7 @@
 //! settings name: the host a permission is checked for, the label messages use, and the
 //! URL shown without its password.
 
-use kernelize_core::{Error, ErrorKind, Permission, PermissionGuard, Result};
+use kernelize_core::{Permission, PermissionGuard, Result};
 
 /// Where the settings connect: what messages and permission checks name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,23 +17,17 @@ impl Server {
     /// Checks that `guard` grants network access to the host; the denial says what to
     /// grant and is permanent.
     pub(crate) fn check(&self, guard: &PermissionGuard) -> Result<()> {
-        guard
-            .check(&Permission::Network {
-                host: self.host.clone(),
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "{}; grant network access to `{}` to reach {}",
-                        e.message(),
-                        self.host,
-                        self.label
-                    ),
-                )
-                .with_context("host", &self.host)
-                .set_permanent()
-            })
+        let permission = Permission::Network {
+            host: self.host.clone(),
+        };
+        crate::network::check_network(
+            &permission,
+            &self.host,
+            &self.host,
+            guard,
+            &self.label,
+            "host",
+        )
     }
 }
 
