@@ -3,6 +3,32 @@
 
 pub mod graphql;
 pub mod http;
+#[cfg(feature = "snowflake")]
+pub mod snowflake;
+#[cfg(feature = "databricks")]
+pub mod databricks;
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
+#[cfg(feature = "tableau")]
+pub mod tableau;
+#[cfg(feature = "powerbi")]
+pub mod powerbi;
+#[cfg(feature = "looker")]
+pub mod looker;
+#[cfg(feature = "zapier")]
+pub mod zapier;
+#[cfg(feature = "power-automate")]
+pub mod power_automate;
+#[cfg(feature = "airflow")]
+pub mod airflow;
+#[cfg(feature = "wordpress")]
+pub mod wordpress;
+#[cfg(feature = "drupal")]
+pub mod drupal;
+#[cfg(feature = "shopify")]
+pub mod shopify;
+#[cfg(feature = "slack")]
+pub mod slack;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "nats")]
@@ -13,7 +39,8 @@ pub mod nats;
     feature = "rabbitmq",
     feature = "mqtt",
     feature = "postgres",
-    feature = "mysql"
+    feature = "mysql",
+    feature = "_saas"
 ))]
 mod network;
 #[cfg(feature = "rabbitmq")]
@@ -27,6 +54,8 @@ pub mod redis;
     feature = "mqtt"
 ))]
 mod secret_url;
+#[cfg(feature = "_saas")]
+pub mod saas;
 #[cfg(feature = "_sql")]
 pub mod sql;
 pub mod ws;
@@ -34,7 +63,8 @@ pub mod ws;
 /// Factories of this crate's registry plugins: `http`, `sqlite-connector` with the `sqlite`
 /// feature, `postgres-connector` with `postgres`, `mysql-connector` with `mysql`,
 /// `redis-connector` with `redis`, `rabbitmq-connector` with `rabbitmq`, `nats-connector`
-/// with `nats` and `mqtt-connector` with `mqtt`.
+/// with `nats`, `mqtt-connector` with `mqtt`, and each SaaS connector with its feature
+/// (`snowflake-connector` with `snowflake`, ..., `slack-notifier` with `slack`).
 pub fn factories() -> Vec<kernelize_core::PluginFactory> {
     #[allow(unused_mut)]
     let mut all = vec![http::plugin::factory()];
@@ -52,5 +82,31 @@ pub fn factories() -> Vec<kernelize_core::PluginFactory> {
     all.push(nats::factory());
     #[cfg(feature = "mqtt")]
     all.push(mqtt::factory());
+    #[cfg(feature = "snowflake")]
+    all.push(snowflake::factory());
+    #[cfg(feature = "databricks")]
+    all.push(databricks::factory());
+    #[cfg(feature = "bigquery")]
+    all.push(bigquery::factory());
+    #[cfg(feature = "tableau")]
+    all.push(tableau::factory());
+    #[cfg(feature = "powerbi")]
+    all.push(powerbi::factory());
+    #[cfg(feature = "looker")]
+    all.push(looker::factory());
+    #[cfg(feature = "zapier")]
+    all.push(zapier::factory());
+    #[cfg(feature = "power-automate")]
+    all.push(power_automate::factory());
+    #[cfg(feature = "airflow")]
+    all.push(airflow::factory());
+    #[cfg(feature = "wordpress")]
+    all.push(wordpress::factory());
+    #[cfg(feature = "drupal")]
+    all.push(drupal::factory());
+    #[cfg(feature = "shopify")]
+    all.push(shopify::factory());
+    #[cfg(feature = "slack")]
+    all.push(slack::factory());
     all
 }

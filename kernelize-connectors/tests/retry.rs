@@ -112,6 +112,35 @@ async fn a_post_without_an_idempotency_key_is_sent_once() {
 }
 
 #[tokio::test]
+async fn a_post_refused_with_429_is_retried_after_its_retry_after() {
+    let server = ScriptedServer::start(vec![Step::status(429).header("retry-after", "1")]).await;
+    let started = std::time::Instant::now();
+    let answer: Value = client(&server, quick())
+        .post("orders", &json!({"sku": "A-1"}))
+        .await
+        .unwrap();
+    assert_eq!(answer["done"], true);
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 2);
+    assert!(!arrivals[1].headers.contains_key("idempotency-key"));
+}
+
+#[tokio::test]
+async fn a_replayable_post_is_retried_without_an_idempotency_key() {
+    let server = ScriptedServer::start(vec![Step::status(503)]).await;
+    let client = client(&server, quick());
+    let request = client
+        .request(Method::POST, "statements?requestId=7f3a")
+        .unwrap()
+        .json(&json!({"statement": "select 1"}))
+        .unwrap()
+        .replayable();
+    assert!(client.send_ok(request).await.unwrap().is_success());
+    assert_eq!(server.arrivals().len(), 2);
+}
+
+#[tokio::test]
 async fn a_post_with_an_idempotency_key_is_retried_with_the_same_key_and_body() {
     let server = ScriptedServer::start(vec![Step::status(503)]).await;
     let client = client(&server, quick());

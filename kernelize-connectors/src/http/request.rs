@@ -93,6 +93,10 @@ pub struct Request {
     /// Which answers the cache may store, beyond its own rules (a 200 with GraphQL
     /// `errors` should not be reused); `None` stores every cacheable answer.
     pub cache_if: Option<fn(&Response) -> bool>,
+    /// Safe to send again although the method is not idempotent, because the server
+    /// de-duplicates it by an id the request carries (Snowflake's `requestId`, BigQuery's
+    /// `requestId`, Databricks' `idempotency_token`); see [`Request::replayable`].
+    pub replayable: bool,
 }
 
 impl Request {
@@ -107,6 +111,7 @@ impl Request {
             timeout: None,
             cache_ttl: None,
             cache_if: None,
+            replayable: false,
         }
     }
 
@@ -194,6 +199,14 @@ impl Request {
         self.header(IDEMPOTENCY_KEY, key)
     }
 
+    /// Marks the request safe to retry although its method is not idempotent, without an
+    /// `Idempotency-Key` header: for APIs that de-duplicate by an id of their own in the
+    /// URL or the body.
+    pub fn replayable(mut self) -> Self {
+        self.replayable = true;
+        self
+    }
+
     /// The path template, for spans and metrics.
     pub fn path_template(mut self, template: &str) -> Self {
         self.path_template = Some(template.to_string());
@@ -222,9 +235,11 @@ impl Request {
     }
 
     /// Whether sending this request twice has the effect of sending it once: GET, HEAD,
-    /// PUT, DELETE, OPTIONS and TRACE by RFC 9110, and any request with an idempotency key.
+    /// PUT, DELETE, OPTIONS and TRACE by RFC 9110, any request with an idempotency key, and
+    /// any marked [`Request::replayable`].
     pub fn is_idempotent(&self) -> bool {
-        matches!(
+        self.replayable
+            || matches!(
             self.method,
             Method::GET
                 | Method::HEAD

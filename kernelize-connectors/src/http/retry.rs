@@ -103,9 +103,10 @@ impl RetryPolicy {
 /// timeout (see the crate docs for the full order).
 ///
 /// Only idempotent requests are retried ([`Request::is_idempotent`]): a POST or PATCH
-/// without an idempotency key is sent once, whatever happens, since the server may have
-/// acted on it before the failure. Errors are retried when they are temporary
-/// ([`Error::is_temporary`]); responses when the classifier says so.
+/// without an idempotency key is sent once since the server may have acted on it before
+/// the failure — except after a **429**, the answer of a rate limiter that refused the
+/// request without acting on it, which is retried whatever the method. Errors are retried
+/// when they are temporary ([`Error::is_temporary`]); responses when the classifier says so.
 #[derive(Clone)]
 pub struct RetryLayer {
     policy: RetryPolicy,
@@ -151,24 +152,21 @@ impl Layer for RetryLayer {
     }
 
     async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
-        let attempts = if request.is_idempotent() {
-            self.policy.max_attempts.max(1)
-        } else {
-            1
-        };
+        let idempotent = request.is_idempotent();
+        let max_attempts = self.policy.max_attempts.max(1);
         let host = request.url.host_str().unwrap_or("").to_string();
         let mut attempt = 1;
         loop {
             let outcome = next.run(request.clone()).await;
-            let wait = match &outcome {
+            let (wait, refused) = match &outcome {
                 Ok(response) => match (self.classifier)(response) {
                     Verdict::Done => return outcome,
-                    Verdict::Retry { after } => after,
+                    Verdict::Retry { after } => (after, response.status.as_u16() == 429),
                 },
-                Err(e) if e.is_temporary() => e.retry_after(),
+                Err(e) if e.is_temporary() => (e.retry_after(), false),
                 Err(_) => return outcome,
             };
-            if attempt >= attempts {
+            if attempt >= max_attempts || !(idempotent || refused) {
                 return outcome;
             }
             let wait = match wait {
