@@ -201,6 +201,10 @@ pub async fn serve_on(addr: SocketAddr, router: Router, journal: Journal) -> std
 }
 
 async fn record(journal: Journal, request: Request, next: Next) -> Response {
+    // The fake's own routes (`/_fake/journal`) are not part of the vendor's API.
+    if request.uri().path().starts_with("/_fake/") {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,

@@ -21,14 +21,11 @@ pub use kernelize_core as core;
 ))]
 pub use kernelize_compress as compress;
 
-/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`), SQL
-/// databases (features `sqlite`, `postgres`) and Redis (feature `redis`).
-#[cfg(any(
-    feature = "http",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "redis"
-))]
+/// Connectors: the HTTP foundation, GraphQL and WebSocket (feature `http`), SQL databases
+/// (`sqlite`, `postgres`, `mysql`), brokers (`redis`, `nats`, `rabbitmq`, `mqtt`) and the
+/// SaaS connectors (`snowflake`, ..., `slack`, or `saas` for all); any of these features
+/// turns it on.
+#[cfg(feature = "_connectors")]
 pub use kernelize_connectors as connectors;
 
 /// The workflow engine (feature `workflow`).
@@ -58,22 +55,9 @@ pub fn builtin_factories() -> Vec<PluginFactory> {
         feature = "avif"
     ))]
     all.extend(kernelize_compress::factories());
-    #[cfg(feature = "http")]
-    all.push(kernelize_connectors::http::plugin::factory());
-    #[cfg(feature = "sqlite")]
-    all.push(kernelize_connectors::sql::sqlite::factory());
-    #[cfg(feature = "postgres")]
-    all.push(kernelize_connectors::sql::postgres::factory());
-    #[cfg(feature = "redis")]
-    all.push(kernelize_connectors::redis::factory());
-    #[cfg(feature = "mysql")]
-    all.push(kernelize_connectors::sql::mysql::factory());
-    #[cfg(feature = "nats")]
-    all.push(kernelize_connectors::nats::factory());
-    #[cfg(feature = "rabbitmq")]
-    all.push(kernelize_connectors::rabbitmq::factory());
-    #[cfg(feature = "mqtt")]
-    all.push(kernelize_connectors::mqtt::factory());
+    // The connectors crate registers what its features turn on (the `http` plugin always).
+    #[cfg(feature = "_connectors")]
+    all.extend(kernelize_connectors::factories());
     all
 }
 
