@@ -255,15 +255,17 @@ impl Request {
         self.path_template.as_deref().unwrap_or(self.url.path())
     }
 
-    /// A short description for errors: `GET https://host/path` (no query, which may carry
-    /// credentials).
+    /// A short description for errors and logs: `GET https://host/path` (no query, which
+    /// may carry credentials). With a [path template](Request::path_template) the template
+    /// stands for the path, so a URL whose path is itself a credential (a Slack webhook, a
+    /// Zapier catch hook) is never written out.
     pub fn describe(&self) -> String {
         format!(
             "{} {}://{}{}",
             self.method,
             self.url.scheme(),
             self.url.host_str().unwrap_or(""),
-            self.url.path()
+            self.path_label()
         )
     }
 }
