@@ -961,7 +961,23 @@ async fn migrate_reads_a_directory_of_versioned_files_it_may_read() {
     assert_eq!(summary.applied[0].description, "create things");
     assert_eq!(summary.applied[1].version, "1.1");
 
-    // Without one (the plugin declares network access only), the directory is not read.
+    // Through the plugin, a host's file-read grant on the directory lets it read it (the
+    // migrations are already applied, so nothing more is)...
+    let granted = manager_with(
+        oauth(&fake),
+        vec![Permission::FileRead {
+            path: dir.path().to_path_buf(),
+        }],
+    )
+    .await;
+    let answer = call(&granted, "migrate", json!({"directory": dir.path()}))
+        .await
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(answer["applied"], json!([]), "{answer}");
+
+    // ...and without one the directory is not read.
     let m = manager(oauth(&fake)).await;
     let err = call(&m, "migrate", json!({"directory": dir.path()}))
         .await

@@ -150,6 +150,12 @@ pub trait Connector: Send + Sync + Sized + 'static {
     /// The connector's actions.
     fn router() -> &'static ActionRouter<Self>;
 
+    /// The permissions the plugin may be granted: network access by default; a connector
+    /// that reads files (migration scripts, files to publish) adds a file grant.
+    fn permissions() -> Vec<Permission> {
+        vec![Permission::Network { host: "*".into() }]
+    }
+
     /// Checks `settings` and builds the connector (no network traffic is required here;
     /// a connector that signs in first does it lazily or in [`Connector::connect`]).
     async fn connect(settings: Self::Settings) -> Result<Self>;
@@ -203,7 +209,7 @@ pub fn factory<C: Connector>() -> PluginFactory {
 #[async_trait]
 impl<C: Connector> Plugin for Hosted<C> {
     fn metadata(&self) -> PluginMetadata {
-        PluginMetadata::new(
+        let mut metadata = PluginMetadata::new(
             C::ID,
             C::NAME,
             semver::Version::new(0, 1, 0),
@@ -211,9 +217,12 @@ impl<C: Connector> Plugin for Hosted<C> {
         )
         .description(C::DESCRIPTION)
         .author("Kernelize")
-        .needs(Permission::Network { host: "*".into() })
         .config_type::<C::Settings>()
-        .actions(C::router().descriptors())
+        .actions(C::router().descriptors());
+        for permission in C::permissions() {
+            metadata = metadata.needs(permission);
+        }
+        metadata
     }
 
     async fn initialize(&mut self, ctx: InitContext) -> Result<()> {

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kernelize_core::Permission;
 use kernelize_core::arrow_schema::DataType;
 use kernelize_core::plugin::{ActionContext, ActionRouter, Handler};
 use kernelize_core::{Error, ErrorKind, Payload, Records, Result};
@@ -71,6 +72,14 @@ impl Connector for SnowflakeConnector {
 
     fn router() -> &'static ActionRouter<Self> {
         &ROUTER
+    }
+
+    /// Network access, and reading migration directories (`migrate` with `directory`).
+    fn permissions() -> Vec<Permission> {
+        vec![
+            Permission::Network { host: "*".into() },
+            Permission::FileRead { path: "/".into() },
+        ]
     }
 
     async fn connect(settings: SnowflakeSettings) -> Result<Self> {
