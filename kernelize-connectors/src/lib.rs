@@ -1,34 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-pub mod graphql;
-pub mod http;
-#[cfg(feature = "snowflake")]
-pub mod snowflake;
-#[cfg(feature = "databricks")]
-pub mod databricks;
-#[cfg(feature = "bigquery")]
-pub mod bigquery;
-#[cfg(feature = "tableau")]
-pub mod tableau;
-#[cfg(feature = "powerbi")]
-pub mod powerbi;
-#[cfg(feature = "looker")]
-pub mod looker;
-#[cfg(feature = "zapier")]
-pub mod zapier;
-#[cfg(feature = "power-automate")]
-pub mod power_automate;
 #[cfg(feature = "airflow")]
 pub mod airflow;
-#[cfg(feature = "wordpress")]
-pub mod wordpress;
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
+#[cfg(feature = "databricks")]
+pub mod databricks;
 #[cfg(feature = "drupal")]
 pub mod drupal;
-#[cfg(feature = "shopify")]
-pub mod shopify;
-#[cfg(feature = "slack")]
-pub mod slack;
+pub mod graphql;
+pub mod http;
+#[cfg(feature = "looker")]
+pub mod looker;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "nats")]
@@ -43,10 +27,16 @@ pub mod nats;
     feature = "_saas"
 ))]
 mod network;
+#[cfg(feature = "power-automate")]
+pub mod power_automate;
+#[cfg(feature = "powerbi")]
+pub mod powerbi;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "_saas")]
+pub mod saas;
 #[cfg(any(
     feature = "redis",
     feature = "nats",
@@ -54,11 +44,21 @@ pub mod redis;
     feature = "mqtt"
 ))]
 mod secret_url;
-#[cfg(feature = "_saas")]
-pub mod saas;
+#[cfg(feature = "shopify")]
+pub mod shopify;
+#[cfg(feature = "slack")]
+pub mod slack;
+#[cfg(feature = "snowflake")]
+pub mod snowflake;
 #[cfg(feature = "_sql")]
 pub mod sql;
+#[cfg(feature = "tableau")]
+pub mod tableau;
+#[cfg(feature = "wordpress")]
+pub mod wordpress;
 pub mod ws;
+#[cfg(feature = "zapier")]
+pub mod zapier;
 
 /// Factories of this crate's registry plugins: `http`, `sqlite-connector` with the `sqlite`
 /// feature, `postgres-connector` with `postgres`, `mysql-connector` with `mysql`,

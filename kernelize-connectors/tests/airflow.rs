@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use kernelize_connectors::airflow;
 use kernelize_core::arrow_schema::DataType;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager};
+use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginManager};
 use kernelize_fakes::airflow::{Config, SEEDED_RUN, Version};
 use kernelize_fakes::{Fake, Seen};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -28,16 +30,7 @@ fn settings(fake: &Fake, version: &str) -> Value {
 }
 
 async fn manager(settings: Value) -> PluginManager {
-    let manager = PluginManager::new();
-    manager.install(airflow::factory()).unwrap();
-    manager.configure(
-        airflow::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(airflow::ID).await.unwrap();
-    manager
+    saas_common::activated(airflow::factory(), settings, &[], vec![]).await
 }
 
 async fn start(config: Config) -> (Fake, PluginManager) {
@@ -63,8 +56,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    m.call(airflow::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(m, airflow::ID, action, config, input).await
 }
 
 async fn call_json(
@@ -857,11 +849,11 @@ async fn bad_settings_are_refused_at_activation() {
             "extra",
         ),
     ] {
-        let manager = PluginManager::new();
-        manager.install(airflow::factory()).unwrap();
-        manager.configure(
-            airflow::ID,
-            PluginConfig::with_settings(bad).grant(Permission::Network { host: "*".into() }),
+        let manager = saas_common::configured(
+            airflow::factory(),
+            bad,
+            &[],
+            vec![Permission::Network { host: "*".into() }],
         );
         let error = manager.activate(airflow::ID).await.unwrap_err();
         assert!(error.to_string().contains(says), "{says}: {error}");

@@ -4,7 +4,6 @@
 #![cfg(feature = "bigquery")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::bigquery;
@@ -14,10 +13,12 @@ use kernelize_core::arrow_array::types::{
     Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use kernelize_core::arrow_schema::{DataType, TimeUnit};
-use kernelize_core::config::MapSecretStore;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{Call, ErrorKind, Payload, PluginManager, Records};
 use kernelize_fakes::bigquery::{self as fake, Config};
 use serde_json::{Value, json};
+
+mod saas_common;
+use saas_common::records;
 
 const PRIVATE_KEY: &str = include_str!("fixtures/jwt-test-key.pem");
 const PUBLIC_KEY: &str = include_str!("fixtures/jwt-test-key.pub.pem");
@@ -47,36 +48,18 @@ fn verifying() -> Config {
 
 /// Settings pointing at `fake`, with fast polls and retries; `extra` overrides.
 fn settings(fake: &kernelize_fakes::Fake, extra: Value) -> Value {
-    let mut s = json!({
+    let base = json!({
         "base_url": format!("{}/bigquery/v2", fake.url()),
         "token_url": format!("{}/token", fake.url()),
         "service_account_key": "${secret:BQ_KEY}",
         "poll": {"initial": "10ms", "max": "20ms"},
         "http": {"retry": {"base_delay": "20ms", "max_delay": "50ms"}},
     });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        if v.is_null() {
-            s.as_object_mut().unwrap().remove(&k);
-        } else {
-            s[k] = v;
-        }
-    }
-    s
+    saas_common::overlaid(base, extra)
 }
 
 async fn manager_with_key(settings: Value, key: String) -> PluginManager {
-    let manager = PluginManager::builder()
-        .secrets(Arc::new(MapSecretStore::new().with("BQ_KEY", key)))
-        .build();
-    manager.install(bigquery::factory()).unwrap();
-    manager.configure(
-        bigquery::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(bigquery::ID).await.unwrap();
-    manager
+    saas_common::activated(bigquery::factory(), settings, &[("BQ_KEY", &key)], vec![]).await
 }
 
 async fn manager(settings: Value) -> PluginManager {
@@ -89,16 +72,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(bigquery::ID, Call::new(action, input).with_config(config))
-        .await
-}
-
-fn records(payload: Payload) -> Records {
-    match payload {
-        Payload::Records(r) => r,
-        other => panic!("expected records, got {}", other.kind_name()),
-    }
+    saas_common::call(manager, bigquery::ID, action, config, input).await
 }
 
 // ---------------------------------------------------------------- query

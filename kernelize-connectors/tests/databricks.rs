@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use kernelize_connectors::databricks::{self, DatabricksClient, DatabricksSettings};
 use kernelize_core::arrow_schema::{DataType, TimeUnit};
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{Call, ErrorKind, Payload, PluginManager, Records};
 use kernelize_fakes::databricks::{Config, TOKEN, VOLUME, WAREHOUSE};
 use kernelize_fakes::{Fake, Seen};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 fn settings(fake: &Fake) -> Value {
     json!({
@@ -28,16 +30,7 @@ fn settings(fake: &Fake) -> Value {
 }
 
 async fn manager(settings: Value) -> PluginManager {
-    let manager = PluginManager::new();
-    manager.install(databricks::factory()).unwrap();
-    manager.configure(
-        databricks::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(databricks::ID).await.unwrap();
-    manager
+    saas_common::activated(databricks::factory(), settings, &[], vec![]).await
 }
 
 async fn call(m: &PluginManager, call: Call) -> kernelize_core::Result<Payload> {
@@ -828,18 +821,8 @@ async fn settings_are_checked_at_activation() {
         (json!({"wait_timeout": "60s"}), "wait_timeout"),
         (json!({"staging_path": "/tmp/x"}), "/Volumes/"),
     ] {
-        let mut s = settings(&fake);
-        for (k, v) in change.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        let manager = PluginManager::new();
-        manager.install(databricks::factory()).unwrap();
-        manager.configure(
-            databricks::ID,
-            PluginConfig::with_settings(s).grant(Permission::Network {
-                host: "127.0.0.1".into(),
-            }),
-        );
+        let s = saas_common::overlaid(settings(&fake), change);
+        let manager = saas_common::configured(databricks::factory(), s, &[], vec![]);
         let error = manager.activate(databricks::ID).await.unwrap_err();
         assert!(error.to_string().contains(needle), "{needle}: {error}");
     }

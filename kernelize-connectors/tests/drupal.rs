@@ -6,31 +6,24 @@
 
 use base64::Engine;
 use kernelize_connectors::drupal;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{ErrorKind, Payload, PluginManager, Records};
 use kernelize_fakes::Fake;
 use kernelize_fakes::drupal::{Config, start};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 const MEDIA: &str = "application/vnd.api+json";
 const RUST_TAG: &str = "00000000-0000-4000-8000-000000000001";
 
 async fn manager_with(fake: &Fake, extra: Value) -> kernelize_core::Result<PluginManager> {
-    let mut settings = json!({
+    let settings = json!({
         "base_url": fake.url(),
         "auth": {"type": "basic", "user": "admin", "password": "admin-pass"},
         "http": {"retry": {"base_delay": "10ms"}},
     });
-    if let (Value::Object(s), Value::Object(e)) = (&mut settings, extra) {
-        s.extend(e);
-    }
-    let manager = PluginManager::new();
-    manager.install(drupal::factory()).unwrap();
-    manager.configure(
-        drupal::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
+    let settings = saas_common::overlaid(settings, extra);
+    let manager = saas_common::configured(drupal::factory(), settings, &[], vec![]);
     manager.activate(drupal::ID).await?;
     Ok(manager)
 }
@@ -45,9 +38,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(drupal::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(manager, drupal::ID, action, config, input).await
 }
 
 async fn json_of(manager: &PluginManager, action: &str, config: Value, input: Payload) -> Value {

@@ -4,7 +4,6 @@
 #![cfg(feature = "looker")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kernelize_connectors::looker;
@@ -12,10 +11,12 @@ use kernelize_core::arrow_array::Array;
 use kernelize_core::arrow_array::cast::AsArray;
 use kernelize_core::arrow_array::types::{Date32Type, Float64Type, Int64Type};
 use kernelize_core::arrow_schema::DataType;
-use kernelize_core::config::MapSecretStore;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{ErrorKind, Payload, PluginManager};
 use kernelize_fakes::looker::{self as fake, Config};
 use serde_json::{Value, json};
+
+mod saas_common;
+use saas_common::records;
 
 const ALL_FIELDS: [&str; 6] = [
     "orders.id",
@@ -37,20 +38,13 @@ fn settings(fake: &kernelize_fakes::Fake) -> Value {
 }
 
 async fn manager_with(settings: Value, secret: &str) -> PluginManager {
-    let manager = PluginManager::builder()
-        .secrets(Arc::new(
-            MapSecretStore::new().with("LOOKER_SECRET", secret),
-        ))
-        .build();
-    manager.install(looker::factory()).unwrap();
-    manager.configure(
-        looker::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(looker::ID).await.unwrap();
-    manager
+    saas_common::activated(
+        looker::factory(),
+        settings,
+        &[("LOOKER_SECRET", secret)],
+        vec![],
+    )
+    .await
 }
 
 async fn manager(fake: &kernelize_fakes::Fake) -> PluginManager {
@@ -58,26 +52,12 @@ async fn manager(fake: &kernelize_fakes::Fake) -> PluginManager {
 }
 
 async fn call(m: &PluginManager, action: &str, config: Value) -> kernelize_core::Result<Payload> {
-    m.call(
-        looker::ID,
-        Call::new(action, Payload::Empty).with_config(config),
-    )
-    .await
-}
-
-fn records(payload: Payload) -> Records {
-    match payload {
-        Payload::Records(r) => r,
-        other => panic!("expected records, got {}", other.kind_name()),
-    }
+    saas_common::call(m, looker::ID, action, config, Payload::Empty).await
 }
 
 fn query(extra: Value) -> Value {
-    let mut q = json!({"model": "thelook", "view": "orders", "fields": ALL_FIELDS});
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        q[k] = v;
-    }
-    q
+    let q = json!({"model": "thelook", "view": "orders", "fields": ALL_FIELDS});
+    saas_common::overlaid(q, extra)
 }
 
 // ---------------------------------------------------------------- queries

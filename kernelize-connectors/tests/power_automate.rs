@@ -8,13 +8,15 @@
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::power_automate;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{ErrorKind, Payload, PluginManager, Records};
 use kernelize_fakes::Fake;
 use kernelize_fakes::power_automate::{
     CLIENT_ID, CLIENT_SECRET, Config, FLOW_ACCEPTED, FLOW_APPROVAL, FLOW_RESPONSE, SCOPE, SIG,
     StatusLink, TENANT,
 };
 use serde_json::{Value, json};
+
+mod saas_common;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -55,16 +57,7 @@ async fn manager(mut settings: Value) -> PluginManager {
     if settings.get("poll").is_none() {
         settings["poll"] = json!({"initial": "10ms", "max": "20ms", "max_wait": "10s"});
     }
-    let manager = PluginManager::new();
-    manager.install(power_automate::factory()).unwrap();
-    manager.configure(
-        power_automate::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(power_automate::ID).await.unwrap();
-    manager
+    saas_common::activated(power_automate::factory(), settings, &[], vec![]).await
 }
 
 async fn call(
@@ -73,12 +66,9 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Value> {
-    m.call(
-        power_automate::ID,
-        Call::new(action, input).with_config(config),
-    )
-    .await?
-    .into_json()
+    saas_common::call(m, power_automate::ID, action, config, input)
+        .await?
+        .into_json()
 }
 
 async fn start(config: Config) -> Fake {

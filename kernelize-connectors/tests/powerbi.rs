@@ -5,26 +5,27 @@
 #![cfg(feature = "powerbi")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::powerbi::{self, PowerBiClient, PowerBiSettings, RefreshOptions};
-use kernelize_core::config::MapSecretStore;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{ErrorKind, Payload, PluginManager, Records};
+use kernelize_fakes::Fake;
 use kernelize_fakes::powerbi::{
     Config, DATASET_ID, FAILING_DATASET_ID, GATEWAY_ID, GROUP_ID, MY_DATASET_ID, PUSH_DATASET_ID,
     PUSH_TABLE, REPORT_ID, SCOPE,
 };
-use kernelize_fakes::{Fake, Seen};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+mod saas_common;
+use saas_common::sent;
 
 async fn fake(config: Config) -> Fake {
     kernelize_fakes::powerbi::start(config).await.unwrap()
 }
 
 fn settings_json(fake: &Fake, extra: Value) -> Value {
-    let mut settings = json!({
+    let settings = json!({
         "base_url": format!("{}/v1.0/myorg", fake.url()),
         "authority": fake.url(),
         "tenant_id": "fake-tenant",
@@ -34,33 +35,17 @@ fn settings_json(fake: &Fake, extra: Value) -> Value {
         "poll": {"initial": "10ms", "max": "20ms", "max_wait": "10s"},
         "http": {"retry": {"base_delay": "10ms", "max_delay": "50ms"}}
     });
-    if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            if v.is_null() {
-                s.remove(k);
-            } else {
-                s.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    settings
+    saas_common::overlaid(settings, extra)
 }
 
 async fn manager_with(fake: &Fake, extra: Value, secret: &str) -> PluginManager {
-    let manager = PluginManager::builder()
-        .secrets(Arc::new(
-            MapSecretStore::new().with("POWERBI_SECRET", secret),
-        ))
-        .build();
-    manager.install(powerbi::factory()).unwrap();
-    manager.configure(
-        powerbi::ID,
-        PluginConfig::with_settings(settings_json(fake, extra)).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(powerbi::ID).await.unwrap();
-    manager
+    saas_common::activated(
+        powerbi::factory(),
+        settings_json(fake, extra),
+        &[("POWERBI_SECRET", secret)],
+        vec![],
+    )
+    .await
 }
 
 async fn manager(fake: &Fake) -> PluginManager {
@@ -73,9 +58,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(powerbi::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(manager, powerbi::ID, action, config, input).await
 }
 
 async fn call_json(
@@ -89,21 +72,7 @@ async fn call_json(
 }
 
 async fn call_rows(manager: &PluginManager, action: &str, config: Value) -> Vec<Value> {
-    call(manager, action, config, Payload::Empty)
-        .await
-        .unwrap()
-        .into_records()
-        .unwrap()
-        .to_json_rows()
-        .unwrap()
-}
-
-/// The requests with `method` whose path contains `part`.
-fn sent(fake: &Fake, method: &str, part: &str) -> Vec<Seen> {
-    fake.requests()
-        .into_iter()
-        .filter(|s| s.method == method && s.path.contains(part))
-        .collect()
+    saas_common::json_rows(call(manager, action, config, Payload::Empty).await.unwrap())
 }
 
 const API: &str = "/v1.0/myorg";

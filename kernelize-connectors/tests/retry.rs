@@ -120,7 +120,11 @@ async fn a_post_refused_with_429_is_retried_after_its_retry_after() {
         .await
         .unwrap();
     assert_eq!(answer["done"], true);
-    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
     let arrivals = server.arrivals();
     assert_eq!(arrivals.len(), 2);
     assert!(!arrivals[1].headers.contains_key("idempotency-key"));

@@ -7,32 +7,23 @@
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::shopify;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager};
+use kernelize_core::{ErrorKind, Payload, PluginManager};
 use kernelize_fakes::shopify::{Config, start};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 const VERSION: &str = "2025-10";
 
 async fn manager(fake: &kernelize_fakes::Fake, extra: Value) -> PluginManager {
-    let mut settings = json!({
+    let settings = json!({
         "base_url": fake.url(),
         "api_version": VERSION,
         "access_token": "fake-token",
         "http": {"retry": {"base_delay": "10ms"}},
     });
-    if let (Value::Object(s), Value::Object(e)) = (&mut settings, extra) {
-        s.extend(e);
-    }
-    let manager = PluginManager::new();
-    manager.install(shopify::factory()).unwrap();
-    manager.configure(
-        shopify::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(shopify::ID).await.unwrap();
-    manager
+    let settings = saas_common::overlaid(settings, extra);
+    saas_common::activated(shopify::factory(), settings, &[], vec![]).await
 }
 
 async fn call(
@@ -41,18 +32,11 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(shopify::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(manager, shopify::ID, action, config, input).await
 }
 
 async fn rows(manager: &PluginManager, action: &str, config: Value) -> Vec<Value> {
-    let records = call(manager, action, config, Payload::Empty)
-        .await
-        .unwrap()
-        .into_records()
-        .unwrap();
-    records.to_json_rows().unwrap()
+    saas_common::json_rows(call(manager, action, config, Payload::Empty).await.unwrap())
 }
 
 fn path(rest: &str) -> String {

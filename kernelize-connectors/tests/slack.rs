@@ -7,10 +7,12 @@
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::slack;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{ErrorKind, Payload, PluginConfig, PluginManager, Records};
 use kernelize_fakes::Fake;
 use kernelize_fakes::slack::{Config, DATA_PIPELINE, TOKEN, WEBHOOK_PATH};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 fn settings(fake: &Fake) -> Value {
     json!({
@@ -22,16 +24,7 @@ fn settings(fake: &Fake) -> Value {
 }
 
 async fn manager(settings: Value) -> PluginManager {
-    let manager = PluginManager::new();
-    manager.install(slack::factory()).unwrap();
-    manager.configure(
-        slack::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(slack::ID).await.unwrap();
-    manager
+    saas_common::activated(slack::factory(), settings, &[], vec![]).await
 }
 
 async fn send(
@@ -40,7 +33,7 @@ async fn send(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Value> {
-    m.call(slack::ID, Call::new(action, input).with_config(config))
+    saas_common::call(m, slack::ID, action, config, input)
         .await?
         .into_json()
 }
@@ -237,14 +230,7 @@ async fn ok_false_answers_become_errors_naming_the_slack_error() {
 
     let mut wrong = settings(&fake);
     wrong["token"] = json!("xoxb-wrong-token");
-    let refused = PluginManager::new();
-    refused.install(slack::factory()).unwrap();
-    refused.configure(
-        slack::ID,
-        PluginConfig::with_settings(wrong).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
+    let refused = saas_common::configured(slack::factory(), wrong, &[], vec![]);
     let error = refused.activate(slack::ID).await.unwrap_err();
     assert!(
         error.message().contains("auth.test failed: invalid_auth"),

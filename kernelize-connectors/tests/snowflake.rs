@@ -11,12 +11,12 @@ use kernelize_connectors::snowflake::{
     self, MigrateConfig, SnowflakeClient, SnowflakeSettings, Statement, migrate,
 };
 use kernelize_core::plugin::ActionContext;
-use kernelize_core::{
-    Call, ErrorKind, Payload, Permission, PermissionGuard, PluginConfig, PluginManager,
-};
+use kernelize_core::{Call, ErrorKind, Payload, Permission, PermissionGuard, PluginManager};
 use kernelize_fakes::Fake;
 use kernelize_fakes::snowflake::{Config, MissingTokenType, Table, public_key_fingerprint};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 const PRIVATE_KEY: &str = include_str!("fixtures/jwt-test-key.pem");
 const PUBLIC_KEY: &str = include_str!("fixtures/jwt-test-key.pub.pem");
@@ -57,17 +57,7 @@ fn oauth(fake: &Fake) -> Value {
 }
 
 async fn manager_with(settings: Value, extra: Vec<Permission>) -> PluginManager {
-    let manager = PluginManager::new();
-    manager.install(snowflake::factory()).unwrap();
-    let mut config = PluginConfig::with_settings(settings).grant(Permission::Network {
-        host: "127.0.0.1".into(),
-    });
-    for p in extra {
-        config = config.grant(p);
-    }
-    manager.configure(snowflake::ID, config);
-    manager.activate(snowflake::ID).await.unwrap();
-    manager
+    saas_common::activated(snowflake::factory(), settings, &[], extra).await
 }
 
 async fn manager(settings: Value) -> PluginManager {
@@ -79,22 +69,11 @@ async fn call(
     action: &str,
     config: Value,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(
-            snowflake::ID,
-            Call::new(action, Payload::Empty).with_config(config),
-        )
-        .await
+    saas_common::call(manager, snowflake::ID, action, config, Payload::Empty).await
 }
 
 async fn rows(manager: &PluginManager, action: &str, config: Value) -> Vec<Value> {
-    call(manager, action, config)
-        .await
-        .unwrap()
-        .into_records()
-        .unwrap()
-        .to_json_rows()
-        .unwrap()
+    saas_common::json_rows(call(manager, action, config).await.unwrap())
 }
 
 fn submits(fake: &Fake) -> Vec<kernelize_fakes::Seen> {
@@ -453,14 +432,8 @@ async fn key_pair_needs_a_user_and_a_jwt_lifetime_of_at_most_an_hour() {
         json!({"type": "key_pair", "private_key": PRIVATE_KEY, "jwt_lifetime": "2h"}),
         json!({"type": "key_pair", "private_key": "not a key"}),
     ] {
-        let manager = PluginManager::new();
-        manager.install(snowflake::factory()).unwrap();
-        manager.configure(
-            snowflake::ID,
-            PluginConfig::with_settings(settings(&fake, auth)).grant(Permission::Network {
-                host: "127.0.0.1".into(),
-            }),
-        );
+        let manager =
+            saas_common::configured(snowflake::factory(), settings(&fake, auth), &[], vec![]);
         let err = manager.activate(snowflake::ID).await.unwrap_err();
         assert!(
             format!("{err}").contains("jwt_lifetime") || format!("{err}").contains("private_key"),

@@ -4,23 +4,24 @@
 #![cfg(feature = "tableau")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::tableau::{self, TableauClient, TableauSettings};
-use kernelize_core::config::MapSecretStore;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager};
+use kernelize_core::{ErrorKind, Payload, Permission, PluginManager};
+use kernelize_fakes::Fake;
 use kernelize_fakes::tableau::{Config, DATASOURCE_ID, PROJECT_ID, SITE_ID, VIEW_PNG};
-use kernelize_fakes::{Fake, Seen};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+mod saas_common;
+use saas_common::sent;
 
 async fn fake(config: Config) -> Fake {
     kernelize_fakes::tableau::start(config).await.unwrap()
 }
 
 fn settings_json(fake: &Fake, extra: Value) -> Value {
-    let mut settings = json!({
+    let settings = json!({
         "base_url": fake.url(),
         "site": "kernelize",
         "token_name": "fake-pat",
@@ -28,43 +29,21 @@ fn settings_json(fake: &Fake, extra: Value) -> Value {
         "poll": {"initial": "10ms", "max": "20ms", "max_wait": "10s"},
         "http": {"retry": {"base_delay": "10ms", "max_delay": "50ms"}}
     });
-    if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    settings
+    saas_common::overlaid(settings, extra)
 }
 
 async fn manager_with(fake: &Fake, extra: Value, grants: Vec<Permission>) -> PluginManager {
-    let manager = PluginManager::builder()
-        .secrets(Arc::new(
-            MapSecretStore::new().with("TABLEAU_PAT", "fake-pat-secret"),
-        ))
-        .build();
-    manager.install(tableau::factory()).unwrap();
-    let mut config =
-        PluginConfig::with_settings(settings_json(fake, extra)).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        });
-    for grant in grants {
-        config = config.grant(grant);
-    }
-    manager.configure(tableau::ID, config);
-    manager.activate(tableau::ID).await.unwrap();
-    manager
+    saas_common::activated(
+        tableau::factory(),
+        settings_json(fake, extra),
+        &[("TABLEAU_PAT", "fake-pat-secret")],
+        grants,
+    )
+    .await
 }
 
 async fn manager(fake: &Fake) -> PluginManager {
     manager_with(fake, json!({}), Vec::new()).await
-}
-
-/// The requests with `method` whose path contains `part`.
-fn sent(fake: &Fake, method: &str, part: &str) -> Vec<Seen> {
-    fake.requests()
-        .into_iter()
-        .filter(|s| s.method == method && s.path.contains(part))
-        .collect()
 }
 
 async fn call(
@@ -73,9 +52,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(tableau::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(manager, tableau::ID, action, config, input).await
 }
 
 async fn call_json(
@@ -494,6 +471,104 @@ async fn the_typed_client_publishes_a_file_from_disk_a_chunk_at_a_time() {
     let appends = sent(&fake, "PUT", "/fileUploads/");
     let sizes: Vec<usize> = appends.iter().map(|s| s.body.len()).collect();
     assert!(sizes[0] > 600 && sizes[2] < sizes[0], "{sizes:?}");
+}
+
+#[tokio::test]
+async fn the_plugin_publishes_a_path_it_is_granted_and_refuses_any_other() {
+    let config = Config::default();
+    let published = config.published.clone();
+    let fake = fake(config).await;
+    let granted = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = hyper_bytes(1500);
+    let path = granted.path().join("orders.hyper");
+    std::fs::write(&path, &file).unwrap();
+    let outside = elsewhere.path().join("payroll.hyper");
+    std::fs::write(&outside, &file).unwrap();
+    let m = manager_with(
+        &fake,
+        json!({}),
+        vec![Permission::FileRead {
+            path: granted.path().to_path_buf(),
+        }],
+    )
+    .await;
+
+    // A file in the granted directory is read and published, named by its path.
+    let out = call(
+        &m,
+        "publish_datasource",
+        json!({"name": "Orders", "project_id": PROJECT_ID, "path": path}),
+        Payload::Empty,
+    )
+    .await
+    .unwrap()
+    .into_json()
+    .unwrap();
+    assert_eq!(out["bytes"], 1500);
+    assert_eq!(out["datasource"]["name"], "Orders");
+    let all = published.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(&all[0].content[..], &file[..], "the file arrives unchanged");
+    assert_eq!(all[0].file_name.as_deref(), Some("orders.hyper"));
+    assert_eq!(all[0].datasource_type, "hyper");
+
+    // A file outside it, or a link inside it to one outside, is refused before anything
+    // is sent.
+    let seen = fake.requests().len();
+    let mut refused = vec![outside.clone()];
+    #[cfg(unix)]
+    {
+        let link = granted.path().join("link.hyper");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        refused.push(link);
+    }
+    for path in refused {
+        let err = call(
+            &m,
+            "publish_datasource",
+            json!({"name": "Payroll", "project_id": PROJECT_ID, "path": path}),
+            Payload::Empty,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    }
+
+    // Without a file grant no path is read.
+    let plain = manager(&fake).await;
+    let err = call(
+        &plain,
+        "publish_datasource",
+        json!({"name": "Orders", "project_id": PROJECT_ID, "path": path}),
+        Payload::Empty,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message().contains("was not granted"), "{err}");
+    assert_eq!(
+        fake.requests().len(),
+        seen,
+        "nothing was sent for a refused path"
+    );
+    assert_eq!(published.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bytes_input_needs_a_file_name() {
+    let fake = fake(Config::default()).await;
+    let m = manager(&fake).await;
+    let err = call(
+        &m,
+        "publish_datasource",
+        json!({"name": "X", "project_id": PROJECT_ID}),
+        Payload::bytes(hyper_bytes(10), "application/octet-stream"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("file_name"), "{err}");
 }
 
 #[tokio::test]

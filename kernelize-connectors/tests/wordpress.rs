@@ -7,10 +7,12 @@
 
 use base64::Engine;
 use kernelize_connectors::wordpress;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager};
+use kernelize_core::{ErrorKind, Payload, PluginManager};
 use kernelize_fakes::Fake;
 use kernelize_fakes::wordpress::{Config, Site, start};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 const MAIN_PASSWORD: &str = "abcd efgh ijkl mnop qrst uvwx";
 const BLOG_PASSWORD: &str = "zyxw vuts rqpo nmlk jihg fedc";
@@ -41,16 +43,7 @@ async fn manager(fake: &Fake) -> PluginManager {
         ],
         "http": {"retry": {"base_delay": "10ms"}},
     });
-    let manager = PluginManager::new();
-    manager.install(wordpress::factory()).unwrap();
-    manager.configure(
-        wordpress::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    manager.activate(wordpress::ID).await.unwrap();
-    manager
+    saas_common::activated(wordpress::factory(), settings, &[], vec![]).await
 }
 
 async fn call(
@@ -59,9 +52,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Payload> {
-    manager
-        .call(wordpress::ID, Call::new(action, input).with_config(config))
-        .await
+    saas_common::call(manager, wordpress::ID, action, config, input).await
 }
 
 async fn json_of(manager: &PluginManager, action: &str, config: Value, input: Payload) -> Value {
@@ -197,15 +188,7 @@ async fn a_create_answered_200_is_accepted_too() {
     .await
     .unwrap();
     let settings = json!({"sites": [{"name": "only", "base_url": fake.url(), "user": "admin", "application_password": MAIN_PASSWORD}]});
-    let m = PluginManager::new();
-    m.install(wordpress::factory()).unwrap();
-    m.configure(
-        wordpress::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    m.activate(wordpress::ID).await.unwrap();
+    let m = saas_common::activated(wordpress::factory(), settings, &[], vec![]).await;
 
     let out = json_of(
         &m,
@@ -378,15 +361,7 @@ async fn a_wordpress_error_keeps_its_code_and_message() {
 async fn a_wrong_application_password_is_permission_denied() {
     let fake = start(two_sites()).await.unwrap();
     let settings = json!({"sites": [{"name": "main", "base_url": fake.url(), "user": "admin", "application_password": "wrong pass word"}]});
-    let m = PluginManager::new();
-    m.install(wordpress::factory()).unwrap();
-    m.configure(
-        wordpress::ID,
-        PluginConfig::with_settings(settings).grant(Permission::Network {
-            host: "127.0.0.1".into(),
-        }),
-    );
-    m.activate(wordpress::ID).await.unwrap();
+    let m = saas_common::activated(wordpress::factory(), settings, &[], vec![]).await;
 
     let err = call(&m, "delete", json!({"id": 1}), Payload::Empty)
         .await

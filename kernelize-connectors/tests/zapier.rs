@@ -8,10 +8,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kernelize_connectors::zapier;
-use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginConfig, PluginManager, Records};
+use kernelize_core::{Call, ErrorKind, Payload, Permission, PluginManager, Records};
 use kernelize_fakes::Fake;
 use kernelize_fakes::zapier::{ACCOUNT, Answer, Config, HOOK};
 use serde_json::{Value, json};
+
+mod saas_common;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -24,22 +26,9 @@ fn target(fake: &Fake, id: &str) -> String {
     format!("{}/hooks/standard/{ACCOUNT}/{id}/", fake.url())
 }
 
+/// The plugin with `settings`, the fakes' network grant and `grants`.
 async fn manager_with(settings: Value, grants: Vec<Permission>) -> PluginManager {
-    let manager = PluginManager::new();
-    manager.install(zapier::factory()).unwrap();
-    let mut config = PluginConfig::with_settings(settings);
-    for g in grants {
-        config = config.grant(g);
-    }
-    manager.configure(zapier::ID, config);
-    manager.activate(zapier::ID).await.unwrap();
-    manager
-}
-
-fn network() -> Permission {
-    Permission::Network {
-        host: "127.0.0.1".into(),
-    }
+    saas_common::activated(zapier::factory(), settings, &[], grants).await
 }
 
 fn write(dir: &Path) -> Permission {
@@ -49,7 +38,7 @@ fn write(dir: &Path) -> Permission {
 }
 
 async fn manager(settings: Value) -> PluginManager {
-    manager_with(settings, vec![network()]).await
+    manager_with(settings, vec![]).await
 }
 
 async fn call(
@@ -58,7 +47,7 @@ async fn call(
     config: Value,
     input: Payload,
 ) -> kernelize_core::Result<Value> {
-    m.call(zapier::ID, Call::new(action, input).with_config(config))
+    saas_common::call(m, zapier::ID, action, config, input)
         .await?
         .into_json()
 }
@@ -371,7 +360,7 @@ async fn rest_hooks_subscribe_notify_and_drop_subscriptions_zapier_answers_410()
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("state").join("subs.json");
     let settings = json!({"subscriptions_file": file});
-    let m = manager_with(settings.clone(), vec![network(), write(dir.path())]).await;
+    let m = manager_with(settings.clone(), vec![write(dir.path())]).await;
 
     // Zapier's performSubscribe, as the gateway hands it over: the input.
     let live = call(
@@ -435,7 +424,7 @@ async fn rest_hooks_subscribe_notify_and_drop_subscriptions_zapier_answers_410()
     assert!(delivered.iter().all(|s| s.json() == json!({"order": 7})));
 
     // A new plugin instance (another process) reads the same file.
-    let other = manager_with(settings, vec![network(), write(dir.path())]).await;
+    let other = manager_with(settings, vec![write(dir.path())]).await;
     let rows = other
         .call(zapier::ID, Call::new("list_subscriptions", Payload::Empty))
         .await
@@ -504,7 +493,7 @@ async fn notify_reports_failed_deliveries_or_fails_with_require_all() {
     let dir = tempfile::tempdir().unwrap();
     let m = manager_with(
         json!({"subscriptions_file": dir.path().join("subs.json")}),
-        vec![network(), write(dir.path())],
+        vec![write(dir.path())],
     )
     .await;
     call(

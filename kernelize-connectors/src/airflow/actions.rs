@@ -3,18 +3,14 @@
 
 use async_trait::async_trait;
 use kernelize_core::plugin::ActionContext;
-use kernelize_core::{Action, Error, ErrorKind, Handler, Payload, Permission, Records, Result};
+use kernelize_core::{Error, ErrorKind, Handler, Payload, Records, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AirflowConnector;
 use super::client::{DagFilter, DagRun, TriggerDagRun, run_id_for_key};
-use crate::saas::{Column, ColumnType, records_from_rows};
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::{Column, ColumnType, records_from_rows, saas_action};
 
 fn yes() -> bool {
     true
@@ -72,21 +68,15 @@ pub struct TriggeredRun {
     pub already_existed: bool,
 }
 
-/// `trigger_dag`: starts a DAG run.
-#[derive(Debug)]
-pub struct TriggerDag;
-
-impl Action for TriggerDag {
-    const NAME: &'static str = "trigger_dag";
-    const DESCRIPTION: &'static str = "Triggers a DAG run (POST /api/{v}/dags/{dag_id}/dagRuns), optionally waiting for it to finish.";
-    type Config = TriggerDagConfig;
-    type Input = Payload;
-    type Output = TriggeredRun;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `trigger_dag`: starts a DAG run.
+    TriggerDag,
+    "trigger_dag",
+    "Triggers a DAG run (POST /api/{v}/dags/{dag_id}/dagRuns), optionally waiting for it to finish.",
+    TriggerDagConfig,
+    Payload,
+    TriggeredRun
+);
 
 /// Config of `dag_run_status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,21 +95,15 @@ pub struct DagRunStatusConfig {
     pub fail_on_failure: bool,
 }
 
-/// `dag_run_status`: one run's state, or its end with `wait`.
-#[derive(Debug)]
-pub struct DagRunStatus;
-
-impl Action for DagRunStatus {
-    const NAME: &'static str = "dag_run_status";
-    const DESCRIPTION: &'static str = "Reads a DAG run (GET /api/{v}/dags/{dag_id}/dagRuns/{dag_run_id}), optionally waiting until it finishes.";
-    type Config = DagRunStatusConfig;
-    type Input = Payload;
-    type Output = DagRun;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `dag_run_status`: one run's state, or its end with `wait`.
+    DagRunStatus,
+    "dag_run_status",
+    "Reads a DAG run (GET /api/{v}/dags/{dag_id}/dagRuns/{dag_run_id}), optionally waiting until it finishes.",
+    DagRunStatusConfig,
+    Payload,
+    DagRun
+);
 
 /// Config of `list_dags`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -133,21 +117,15 @@ pub struct ListDagsConfig {
     pub dag_id_pattern: Option<String>,
 }
 
-/// `list_dags`: every DAG, as records.
-#[derive(Debug)]
-pub struct ListDags;
-
-impl Action for ListDags {
-    const NAME: &'static str = "list_dags";
-    const DESCRIPTION: &'static str = "Lists the DAGs (GET /api/{v}/dags, every page) as records.";
-    type Config = ListDagsConfig;
-    type Input = Payload;
-    type Output = Records;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `list_dags`: every DAG, as records.
+    ListDags,
+    "list_dags",
+    "Lists the DAGs (GET /api/{v}/dags, every page) as records.",
+    ListDagsConfig,
+    Payload,
+    Records
+);
 
 /// Config of `pause` and `unpause`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -166,39 +144,25 @@ pub struct DagPaused {
     pub is_paused: bool,
 }
 
-/// `pause`: stops the scheduler from starting new runs of a DAG.
-#[derive(Debug)]
-pub struct Pause;
+saas_action!(
+    /// `pause`: stops the scheduler from starting new runs of a DAG.
+    Pause,
+    "pause",
+    "Pauses a DAG (PATCH /api/{v}/dags/{dag_id}?update_mask=is_paused).",
+    DagConfig,
+    Payload,
+    DagPaused
+);
 
-impl Action for Pause {
-    const NAME: &'static str = "pause";
-    const DESCRIPTION: &'static str =
-        "Pauses a DAG (PATCH /api/{v}/dags/{dag_id}?update_mask=is_paused).";
-    type Config = DagConfig;
-    type Input = Payload;
-    type Output = DagPaused;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
-
-/// `unpause`: lets the scheduler start runs of a DAG again.
-#[derive(Debug)]
-pub struct Unpause;
-
-impl Action for Unpause {
-    const NAME: &'static str = "unpause";
-    const DESCRIPTION: &'static str =
-        "Unpauses a DAG (PATCH /api/{v}/dags/{dag_id}?update_mask=is_paused).";
-    type Config = DagConfig;
-    type Input = Payload;
-    type Output = DagPaused;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `unpause`: lets the scheduler start runs of a DAG again.
+    Unpause,
+    "unpause",
+    "Unpauses a DAG (PATCH /api/{v}/dags/{dag_id}?update_mask=is_paused).",
+    DagConfig,
+    Payload,
+    DagPaused
+);
 
 /// Config of `list_task_instances`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -211,21 +175,15 @@ pub struct ListTaskInstancesConfig {
     pub dag_run_id: Option<String>,
 }
 
-/// `list_task_instances`: the task instances of a run, as records.
-#[derive(Debug)]
-pub struct ListTaskInstances;
-
-impl Action for ListTaskInstances {
-    const NAME: &'static str = "list_task_instances";
-    const DESCRIPTION: &'static str = "Lists the task instances of a DAG run (GET …/dagRuns/{dag_run_id}/taskInstances, every page) as records.";
-    type Config = ListTaskInstancesConfig;
-    type Input = Payload;
-    type Output = Records;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `list_task_instances`: the task instances of a run, as records.
+    ListTaskInstances,
+    "list_task_instances",
+    "Lists the task instances of a DAG run (GET …/dagRuns/{dag_run_id}/taskInstances, every page) as records.",
+    ListTaskInstancesConfig,
+    Payload,
+    Records
+);
 
 // ---- handlers -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ use url::Url;
 use super::auth::AirflowTokenAuth;
 use super::config::{AirflowSettings, ApiVersion};
 use crate::http::{BasicAuth, BearerAuth, HttpClient, Layer, Method, Request, Response, excerpt};
-use crate::saas::{Poll, PollSettings, build_client, parse_url, poll_until};
+use crate::saas::{Poll, PollSettings, answer_error, build_client, parse_url, poll_until};
 
 /// The longest `dag_run_id` Airflow stores (`ID_LEN`).
 pub const MAX_RUN_ID_LEN: usize = 250;
@@ -496,20 +496,11 @@ pub(crate) fn api_error(response: &Response, request: &str) -> Error {
         429 => ErrorKind::RateLimited,
         _ => ErrorKind::Remote,
     };
-    let mut error = Error::new(
+    answer_error(
+        response,
         kind,
         format!("Airflow answered {} to {request}: {said}", response.status),
     )
-    .with_status(status);
-    error = if status == 408 || status == 429 || response.status.is_server_error() {
-        error.set_temporary()
-    } else {
-        error.set_permanent()
-    };
-    if let Some(after) = response.retry_after() {
-        error = error.with_retry_after(after);
-    }
-    error
 }
 
 /// What an error body says, in a line.

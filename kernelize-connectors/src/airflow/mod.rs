@@ -23,7 +23,7 @@ pub use client::{
 };
 pub use config::{AirflowSettings, ApiVersion, MAX_PAGE_SIZE, MAX_PAGES};
 
-use crate::saas::{Connector, PollSettings};
+use crate::saas::{Connector, PollSettings, origin};
 
 /// The plugin's id.
 pub const ID: &str = "airflow-connector";
@@ -56,17 +56,6 @@ impl AirflowConnector {
     pub fn client(&self) -> &AirflowClient {
         &self.client
     }
-}
-
-/// `url` without path, query or credentials: what a network grant is checked against.
-fn origin(url: &Url) -> Url {
-    let mut out = url.clone();
-    out.set_path("/");
-    out.set_query(None);
-    out.set_fragment(None);
-    let _ = out.set_username("");
-    let _ = out.set_password(None);
-    out
 }
 
 #[async_trait]

@@ -13,12 +13,9 @@ use serde_json::{Map, Value};
 use super::BigQueryConnector;
 use super::client::{
     DatasetRef, DryRun, InsertOptions, InsertReport, InsertRow, ParamType, QueryParameter,
-    QueryRequest, TableFieldSchema, TableInfo, TableRef, uuid_v4,
+    QueryRequest, TableFieldSchema, TableInfo, TableRef,
 };
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::{input_objects, network, uuid_v4};
 
 fn default_batch_size() -> usize {
     500
@@ -369,42 +366,13 @@ fn insert_rows(config: &InsertConfig, input: Payload) -> Result<Vec<Map<String, 
     if let Some(rows) = &config.rows {
         return Ok(rows.clone());
     }
-    let value = match input {
-        Payload::Empty => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "`insert` takes `rows`, or an input of records or JSON objects; got nothing",
-            ));
-        }
-        other => other.into_json()?,
-    };
-    let items = match value {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "`insert` takes records or JSON objects, not a JSON {}",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            ));
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(map) => Ok(map),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "input row {i} is a JSON {}, not an object",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            )),
-        })
-        .collect()
+    if matches!(input, Payload::Empty) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "`insert` takes `rows`, or an input of records or JSON objects; got nothing",
+        ));
+    }
+    input_objects(Insert::NAME, input)
 }
 
 /// BigQuery keeps insert ids of up to 128 characters; longer derived ids are shortened to

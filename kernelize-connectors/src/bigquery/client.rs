@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::http::{HttpClient, Method, Request, Response, Verdict, default_verdict, excerpt};
-use crate::saas::{Column, ColumnType, Poll, PollSettings, poll_until, records_from_rows};
+use crate::saas::{
+    Column, ColumnType, Poll, PollSettings, poll_until, records_from_rows, send_checked, uuid_v4,
+};
 
 /// How long to wait after a `quotaExceeded` answer before trying again, as Google's quota
 /// guide advises (ten minutes or more).
@@ -777,12 +779,23 @@ impl BigQueryClient {
     /// Sends `request`; a non-2xx answer becomes [`api_error`].
     async fn call(&self, request: Request) -> Result<Response> {
         let describe = request.describe();
-        let response = self.http.send(request).await?;
-        if response.is_success() {
-            Ok(response)
-        } else {
-            Err(api_error(&response, &describe))
-        }
+        send_checked(&self.http, request, &describe, api_error).await
+    }
+
+    /// The jobs.query POST of `request` (a dry run or not) in its project, replayable: its
+    /// `requestId` (or, for a dry run, having no effect) makes a repeat harmless.
+    fn jobs_query(&self, request: &QueryRequest, dry_run: bool) -> Result<Request> {
+        let project = request.project_id.as_deref().unwrap_or(&self.project_id);
+        let body = self.query_body(request, dry_run)?;
+        Ok(self
+            .http
+            .request(
+                Method::POST,
+                &format!("projects/{}/queries", segment("project", project)?),
+            )?
+            .path_template("projects/{project}/queries")
+            .json(&body)?
+            .replayable())
     }
 
     fn query_body(&self, request: &QueryRequest, dry_run: bool) -> Result<Value> {
@@ -845,19 +858,9 @@ impl BigQueryClient {
     /// `pageToken`. More rows than `max_rows`, or pages than `max_pages`, is an
     /// `invalid input` error that says to add a `LIMIT`; never a silent cut.
     pub async fn query(&self, ctx: &ActionContext, request: &QueryRequest) -> Result<QueryResult> {
-        let project = request.project_id.as_deref().unwrap_or(&self.project_id);
-        let body = self.query_body(request, false)?;
         // requestId makes jobs.query idempotent: BigQuery answers a repeat with the same
         // job, so a retry after a 403 rateLimitExceeded or a 5xx runs the query once.
-        let post = self
-            .http
-            .request(
-                Method::POST,
-                &format!("projects/{}/queries", segment("project", project)?),
-            )?
-            .path_template("projects/{project}/queries")
-            .json(&body)?
-            .replayable();
+        let post = self.jobs_query(request, false)?;
         let first: QueryResponse = self.call(post).await?.json()?;
         let mut polls = 0usize;
         let location = first
@@ -867,6 +870,7 @@ impl BigQueryClient {
             .or_else(|| request.location.clone())
             .or_else(|| self.location.clone());
         let job = first.job_reference.clone();
+        let project = request.project_id.as_deref().unwrap_or(&self.project_id);
         let job_path = |job: &Option<JobReference>| -> Result<String> {
             let job_id = job.as_ref().and_then(|j| j.job_id.as_deref()).ok_or_else(|| {
                 Error::new(
@@ -990,18 +994,8 @@ impl BigQueryClient {
     /// Validates a query and estimates its cost without running it (jobs.query with
     /// `dryRun: true`).
     pub async fn dry_run(&self, request: &QueryRequest) -> Result<DryRun> {
-        let project = request.project_id.as_deref().unwrap_or(&self.project_id);
-        let body = self.query_body(request, true)?;
-        let post = self
-            .http
-            .request(
-                Method::POST,
-                &format!("projects/{}/queries", segment("project", project)?),
-            )?
-            .path_template("projects/{project}/queries")
-            .json(&body)?
-            // A dry run changes nothing; it is safe to send again.
-            .replayable();
+        // A dry run changes nothing; it is safe to send again.
+        let post = self.jobs_query(request, true)?;
         let answer: QueryResponse = self.call(post).await?.json()?;
         let bytes = answer
             .total_bytes_processed
@@ -1495,22 +1489,6 @@ fn seconds_to_micros(text: &str) -> Option<i64> {
     Some(if negative { -micros } else { micros })
 }
 
-/// A random (version 4) UUID, for `requestId`s and insert ids.
-pub(crate) fn uuid_v4() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1582,13 +1560,5 @@ mod tests {
             json!(r#"["a","b"]"#)
         );
         assert!(record_cell(&tags, json!("not an array")).is_err());
-    }
-
-    #[test]
-    fn uuids_look_like_uuids() {
-        let id = uuid_v4();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, uuid_v4());
     }
 }

@@ -30,7 +30,7 @@ pub use config::{
 use crate::http::{
     BearerAuth, JwtBearer, JwtClaims, JwtSigner, Layer, OAuth2JwtBearer, ScopePlacement,
 };
-use crate::saas::{Connector, build_client, parse_url};
+use crate::saas::{Connector, build_client, parse_url, token_client};
 use config::Credential;
 
 /// The plugin's id.
@@ -97,16 +97,7 @@ impl Connector for BigQueryConnector {
                 if let Some(kid) = &key.private_key_id {
                     signer = signer.with_key_id(kid);
                 }
-                let token_http = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(settings.http.timeout.attempt)
-                    .build()
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unexpected,
-                            format!("cannot build the token client: {e}"),
-                        )
-                    })?;
+                let token_http = token_client(&settings.http)?;
                 hosts.push(token_url.clone());
                 let layer = OAuth2JwtBearer::new(
                     JwtBearer {

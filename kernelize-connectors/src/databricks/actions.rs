@@ -8,10 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::client::{LoadOutcome, StageFormat};
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::network;
 
 fn yes() -> bool {
     true

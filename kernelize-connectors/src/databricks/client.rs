@@ -24,6 +24,7 @@ use crate::http::{
 };
 use crate::saas::{
     Column, ColumnType, Poll, PollSettings, build_client, poll_until, records_from_rows,
+    send_checked, token_client,
 };
 
 /// The most chunks one statement result is read in, whatever its manifest says.
@@ -576,16 +577,7 @@ impl DatabricksClient {
                 client_id,
                 client_secret,
             } => {
-                let http = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(settings.http.timeout.attempt)
-                    .build()
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unexpected,
-                            format!("cannot build the token client: {e}"),
-                        )
-                    })?;
+                let http = token_client(&settings.http)?;
                 Arc::new(OAuth2ClientCredentials::new(
                     ClientCredentials {
                         token_url,
@@ -620,12 +612,7 @@ impl DatabricksClient {
     /// `error_code` and the message.
     async fn send(&self, request: Request) -> Result<Response> {
         let describe = request.describe();
-        let response = self.http.send(request).await?;
-        if response.is_success() {
-            Ok(response)
-        } else {
-            Err(api_error(&response, &describe))
-        }
+        send_checked(&self.http, request, &describe, api_error).await
     }
 
     async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T> {

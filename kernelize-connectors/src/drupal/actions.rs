@@ -2,19 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use kernelize_core::{Action, Error, ErrorKind, Payload, Permission, Records, Result};
+use kernelize_core::{Error, ErrorKind, Payload, Records, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::document::Mapping;
+use crate::saas::{Batch, query_pairs, saas_action};
 
 /// The most resources one write call writes (one request each).
 pub const MAX_WRITES: usize = 1000;
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
 
 /// Config of `list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -144,205 +141,115 @@ pub struct TaxonomySynced {
     pub created: Vec<String>,
 }
 
-macro_rules! action {
-    ($ty:ident, $name:literal, $desc:literal, $config:ty, $output:ty) => {
-        #[doc = concat!("Action `", $name, "`.")]
-        #[derive(Debug)]
-        pub struct $ty;
-
-        impl Action for $ty {
-            const NAME: &'static str = $name;
-            const DESCRIPTION: &'static str = $desc;
-            type Config = $config;
-            type Input = Payload;
-            type Output = $output;
-
-            fn permissions() -> Vec<Permission> {
-                network()
-            }
-        }
-    };
-}
-
-action!(
+saas_action!(
     List,
     "list",
     "List resources of a bundle, following links.next, as records flattened from attributes and relationship ids.",
     ListConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     Create,
     "create",
     "Create resources (one request each), from config or input objects or mapped records.",
     CreateConfig,
+    Payload,
     Written
 );
-action!(
+saas_action!(
     Update,
     "update",
     "Update resources by uuid (PATCH, one request each).",
     UpdateConfig,
+    Payload,
     Written
 );
-action!(
+saas_action!(
     Save,
     "save",
     "Create or update mapped records one by one: rows with a uuid are updated, the others created.",
     SaveConfig,
+    Payload,
     Written
 );
-action!(
+saas_action!(
     Delete,
     "delete",
     "Delete resources by uuid.",
     DeleteConfig,
+    Payload,
     Written
 );
-action!(
+saas_action!(
     SyncTaxonomy,
     "sync_taxonomy",
     "Make sure terms exist in a vocabulary (create the missing ones) and return name to uuid.",
     SyncTaxonomyConfig,
+    Payload,
     TaxonomySynced
 );
 
 /// Query parameter values as text (lists joined by commas).
 pub(crate) fn param_pairs(params: &BTreeMap<String, Value>) -> Result<Vec<(String, String)>> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    params
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| match v {
-            Value::Object(_) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("parameter `{k}` must be text, a number, a boolean or a list (write nested filters as `filter[a][condition][path]`)"),
-            )),
-            Value::Array(items) => Ok((k.clone(), items.iter().map(text).collect::<Vec<_>>().join(","))),
-            other => Ok((k.clone(), text(other))),
-        })
-        .collect()
+    query_pairs(
+        params,
+        "parameter",
+        " (write nested filters as `filter[a][condition][path]`)",
+    )
 }
 
 /// The rows of a write action's input (objects, a list of them, or records).
 pub(crate) fn rows_of(input: Payload) -> Result<Vec<Map<String, Value>>> {
-    let items = match input.into_json()? {
-        Value::Object(map) => vec![Value::Object(map)],
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "nothing to write: give `attributes` in the config or pass rows as the input",
-            ));
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the input must be an object, a list of them or records, not {}",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            ));
-        }
+    let batch = Batch {
+        none: "nothing to write: give `attributes` in the config or pass rows as the input",
+        item: "row",
+        items: "rows",
+        verb: "writes",
+        max: MAX_WRITES,
     };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} rows given; one call writes at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(map) => Ok(map),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "input row {i} is {}, not an object",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            )),
-        })
-        .collect()
+    batch.objects(input, "an object")
 }
 
 /// The uuids of a `delete`'s input.
 pub(crate) fn uuids_of(input: Payload) -> Result<Vec<String>> {
-    let items = match input.into_json()? {
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no uuid given: set `id` or pass uuids (or objects with `id`) as the input",
-            ));
-        }
-        one => vec![one],
+    let batch = Batch {
+        none: "no uuid given: set `id` or pass uuids (or objects with `id`) as the input",
+        item: "item",
+        items: "uuids",
+        verb: "deletes",
+        max: MAX_WRITES,
     };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} uuids given; one call deletes at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_str()
-                .or_else(|| v.get("id").and_then(Value::as_str))
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("input item {i} has no uuid"),
-                    )
-                })
-        })
-        .collect()
+    texts_of(&batch, input, "id", "uuid")
 }
 
 /// The term names of a `sync_taxonomy`'s input.
 pub(crate) fn names_of(input: Payload, column: &str) -> Result<Vec<String>> {
-    let items = match input.into_json()? {
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no term names given: set `names` or pass a list of names (or rows with the `column`) as the input",
-            ));
-        }
-        one => vec![one],
+    let batch = Batch {
+        none: "no term names given: set `names` or pass a list of names (or rows with the `column`) as the input",
+        item: "item",
+        items: "names",
+        verb: "syncs",
+        max: MAX_WRITES,
     };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} names given; one call syncs at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
+    texts_of(&batch, input, column, &format!("text `{column}`"))
+}
+
+/// The texts of `batch`'s input: each value a string, or an object's text `key`; an item
+/// with neither is an error saying it has no `missing`.
+fn texts_of(batch: &Batch<'_>, input: Payload, key: &str, missing: &str) -> Result<Vec<String>> {
+    batch
+        .values(input)?
         .iter()
         .enumerate()
         .map(|(i, v)| {
             v.as_str()
-                .or_else(|| v.get(column).and_then(Value::as_str))
+                .or_else(|| v.get(key).and_then(Value::as_str))
                 .map(str::to_string)
                 .ok_or_else(|| {
                     Error::new(
                         ErrorKind::InvalidInput,
-                        format!("input item {i} has no text `{column}`"),
+                        format!("input {} {i} has no {missing}", batch.item),
                     )
                 })
         })

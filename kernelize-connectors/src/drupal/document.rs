@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::saas::{Column, ColumnType, records_from_rows};
+use crate::saas::{OtherFields, records_of_objects};
 
 /// Where a record column goes in a JSON:API resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -251,60 +251,10 @@ pub fn flatten(resource: &Value) -> Value {
     Value::Object(row)
 }
 
-/// The column type that fits every non-null cell: boolean, integer, float, a timestamp
-/// (RFC 3339 text), else text.
-fn infer(cells: &[&Value]) -> ColumnType {
-    let present: Vec<&&Value> = cells.iter().filter(|v| !v.is_null()).collect();
-    if present.is_empty() {
-        return ColumnType::Text;
-    }
-    if present.iter().all(|v| v.is_boolean()) {
-        ColumnType::Boolean
-    } else if present.iter().all(|v| v.is_i64()) {
-        ColumnType::Integer
-    } else if present.iter().all(|v| v.is_number()) {
-        ColumnType::Float
-    } else if present.iter().all(|v| {
-        v.as_str()
-            .is_some_and(|s| s.contains('T') && chrono::DateTime::parse_from_rfc3339(s).is_ok())
-    }) {
-        ColumnType::Timestamp
-    } else {
-        ColumnType::Text
-    }
-}
-
 /// Records of flat rows, columns in first-seen order, types inferred from the cells
 /// (lists and objects as JSON text).
 pub fn records_of(rows: &[Value]) -> Result<Records> {
-    let mut names: Vec<String> = Vec::new();
-    for row in rows {
-        if let Value::Object(map) = row {
-            for key in map.keys() {
-                if !names.contains(key) {
-                    names.push(key.clone());
-                }
-            }
-        }
-    }
-    let null = Value::Null;
-    let columns: Vec<Column> = names
-        .iter()
-        .map(|name| {
-            let cells: Vec<&Value> = rows.iter().map(|r| r.get(name).unwrap_or(&null)).collect();
-            Column::new(name.clone(), infer(&cells))
-        })
-        .collect();
-    let table: Vec<Vec<Value>> = rows
-        .iter()
-        .map(|r| {
-            names
-                .iter()
-                .map(|n| r.get(n).cloned().unwrap_or(Value::Null))
-                .collect()
-        })
-        .collect();
-    records_from_rows(&columns, &table)
+    records_of_objects(rows, &[], OtherFields::Inferred)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use client::{DrupalClient, Listed, MEDIA_TYPE, SyncedTerms};
 pub use config::{DEFAULT_MAX_PAGES, DrupalAuth, DrupalSettings, MAX_PAGE_LIMIT};
 pub use document::{Mapping, Resource, Target, flatten, records_of, resource_from_row};
 
-use crate::saas::{Connector, parse_url};
+use crate::saas::{Connector, parse_url, within};
 use actions::{names_of, param_pairs, rows_of, uuids_of};
 
 /// The plugin's id.
@@ -53,24 +53,6 @@ impl DrupalConnector {
     /// The client, for Rust code.
     pub fn client(&self) -> &DrupalClient {
         &self.client
-    }
-}
-
-/// Runs `work` bounded by the call's deadline and cancellation.
-async fn within<T>(
-    ctx: &ActionContext,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let deadline = ctx.deadline.map(tokio::time::Instant::from_std);
-    tokio::select! {
-        _ = ctx.cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "the Drupal call was cancelled")),
-        _ = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        } => Err(Error::new(ErrorKind::Timeout, "the Drupal call passed its deadline")),
-        out = work => out,
     }
 }
 
@@ -140,6 +122,7 @@ impl Handler<List> for DrupalConnector {
         let params = param_pairs(&config.params)?;
         let listed = within(
             &ctx,
+            "Drupal",
             self.client.list(
                 &config.entity_type,
                 &config.bundle,
@@ -175,6 +158,7 @@ impl Handler<Create> for DrupalConnector {
             ctx.check_alive()?;
             let created = within(
                 &ctx,
+                "Drupal",
                 self.client
                     .create(&config.entity_type, &config.bundle, &resource.data),
             )
@@ -219,6 +203,7 @@ impl Handler<Update> for DrupalConnector {
                 })?;
             let updated = within(
                 &ctx,
+                "Drupal",
                 self.client
                     .update(&config.entity_type, &config.bundle, &uuid, &resource.data),
             )
@@ -257,7 +242,7 @@ impl Handler<Save> for DrupalConnector {
                     }
                 }
             };
-            let saved = within(&ctx, work)
+            let saved = within(&ctx, "Drupal", work)
                 .await
                 .map_err(|e| e.with_context("row", i))?;
             items.push(saved);
@@ -283,6 +268,7 @@ impl Handler<Delete> for DrupalConnector {
             ctx.check_alive()?;
             within(
                 &ctx,
+                "Drupal",
                 self.client
                     .delete(&config.entity_type, &config.bundle, &uuid),
             )
@@ -308,6 +294,7 @@ impl Handler<SyncTaxonomy> for DrupalConnector {
         };
         let synced = within(
             &ctx,
+            "Drupal",
             self.client
                 .sync_terms(&config.vocabulary, &names, config.parent.as_deref()),
         )

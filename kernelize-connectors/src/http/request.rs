@@ -240,14 +240,15 @@ impl Request {
     pub fn is_idempotent(&self) -> bool {
         self.replayable
             || matches!(
-            self.method,
-            Method::GET
-                | Method::HEAD
-                | Method::PUT
-                | Method::DELETE
-                | Method::OPTIONS
-                | Method::TRACE
-        ) || self.headers.contains_key(IDEMPOTENCY_KEY)
+                self.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::OPTIONS
+                    | Method::TRACE
+            )
+            || self.headers.contains_key(IDEMPOTENCY_KEY)
     }
 
     /// The path for spans and metrics: the template when set, else the URL's path.

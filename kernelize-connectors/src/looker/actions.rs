@@ -15,10 +15,7 @@ use super::client::{
     DEFAULT_MAX_MODELS, EmbedParams, InlineQuery, LoginInfo, ResultFormat, RunOptions,
     result_payload,
 };
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::network;
 
 fn default_page_size() -> usize {
     100

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 
 use super::auth::{LookerAuth, looker_message};
 use crate::http::{HttpClient, Method, Request, Response};
-use crate::saas::{Column, ColumnType, Poll, PollSettings, poll_until, records_from_rows};
+use crate::saas::{
+    Column, ColumnType, Poll, PollSettings, poll_until, records_from_rows, send_checked,
+};
 
 /// The most LookML models `list_models` reads by default.
 pub const DEFAULT_MAX_MODELS: usize = 10_000;
@@ -326,12 +328,7 @@ impl LookerClient {
 
     async fn call(&self, request: Request) -> Result<Response> {
         let describe = request.describe();
-        let response = self.http.send(request).await?;
-        if response.is_success() {
-            Ok(response)
-        } else {
-            Err(api_error(&response, &describe))
-        }
+        send_checked(&self.http, request, &describe, api_error).await
     }
 
     /// Logs in now (the layer otherwise logs in on first use) and says for how long.

@@ -6,19 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kernelize_core::plugin::ActionContext;
-use kernelize_core::{Action, Error, ErrorKind, Handler, Payload, Permission, Result};
+use kernelize_core::{Error, ErrorKind, Handler, Payload, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::PowerAutomateConnector;
 use super::client::{ApprovalState, FlowResponse};
-use super::config::{FlowUrl, origin};
-use crate::saas::{Poll, PollSettings, check_host, poll_until};
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use super::config::FlowUrl;
+use crate::saas::{Poll, PollSettings, check_host, origin, poll_until, saas_action};
 
 fn yes() -> bool {
     true
@@ -66,21 +62,15 @@ impl From<FlowResponse> for FlowAnswer {
     }
 }
 
-/// `trigger_flow`: starts a flow through its "When an HTTP request is received" trigger.
-#[derive(Debug)]
-pub struct TriggerFlow;
-
-impl Action for TriggerFlow {
-    const NAME: &'static str = "trigger_flow";
-    const DESCRIPTION: &'static str = "POSTs JSON to a Power Automate flow's HTTP trigger and returns its answer {status, body} (202 or the Response action's).";
-    type Config = TriggerFlowConfig;
-    type Input = Payload;
-    type Output = FlowAnswer;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `trigger_flow`: starts a flow through its "When an HTTP request is received" trigger.
+    TriggerFlow,
+    "trigger_flow",
+    "POSTs JSON to a Power Automate flow's HTTP trigger and returns its answer {status, body} (202 or the Response action's).",
+    TriggerFlowConfig,
+    Payload,
+    FlowAnswer
+);
 
 /// Config of `request_approval`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -141,21 +131,15 @@ pub struct ApprovalOutcome {
     pub body: Value,
 }
 
-/// `request_approval`: asks for an approval through a flow and waits for the decision.
-#[derive(Debug)]
-pub struct RequestApproval;
-
-impl Action for RequestApproval {
-    const NAME: &'static str = "request_approval";
-    const DESCRIPTION: &'static str = "Triggers an approval flow {title, details, assigned_to, ...} and polls the status URL it answers with until Approved or Rejected.";
-    type Config = RequestApprovalConfig;
-    type Input = Payload;
-    type Output = ApprovalOutcome;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `request_approval`: asks for an approval through a flow and waits for the decision.
+    RequestApproval,
+    "request_approval",
+    "Triggers an approval flow {title, details, assigned_to, ...} and polls the status URL it answers with until Approved or Rejected.",
+    RequestApprovalConfig,
+    Payload,
+    ApprovalOutcome
+);
 
 // ---- handlers -----------------------------------------------------------------------------
 

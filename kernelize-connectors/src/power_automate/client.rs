@@ -12,7 +12,7 @@ use crate::http::{
     ClientAuthMethod, ClientCredentials, HttpClient, Layer, Method, OAuth2ClientCredentials,
     Request, Response, excerpt,
 };
-use crate::saas::build_client;
+use crate::saas::{answer_error, build_client};
 
 /// The base URL of the clients; every request names its whole URL.
 const BASE: &str = "https://api.powerplatform.com/";
@@ -246,21 +246,12 @@ fn flow_error(response: &Response, what: &str) -> Error {
         429 => ErrorKind::RateLimited,
         _ => ErrorKind::Remote,
     };
-    let mut error = Error::new(
+    answer_error(
+        response,
         kind,
         format!(
             "Power Automate answered {} to {what}: {said}",
             response.status
         ),
     )
-    .with_status(status);
-    error = if status == 408 || status == 429 || response.status.is_server_error() {
-        error.set_temporary()
-    } else {
-        error.set_permanent()
-    };
-    if let Some(after) = response.retry_after() {
-        error = error.with_retry_after(after);
-    }
-    error
 }

@@ -1,13 +1,13 @@
 //! Settings of the `power-automate-connector` plugin, and [`FlowUrl`], a trigger URL whose
 //! query holds the credential.
 
-use kernelize_core::{Error, ErrorKind, Result};
+use kernelize_core::Result;
 use schemars::JsonSchema;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use secrecy::SecretString;
+use serde::Deserialize;
 use url::Url;
 
-use crate::saas::{HttpOptions, PollSettings, parse_url};
+use crate::saas::{CredentialUrl, HttpOptions, PollSettings, UrlKind, parse_url, without_query};
 
 /// The scope of a token for calling flows.
 pub const FLOW_SCOPE: &str = "https://service.flow.microsoft.com//.default";
@@ -17,94 +17,32 @@ pub fn entra_token_url(tenant: &str) -> String {
     format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
 }
 
+/// Power Automate's flow URLs (HTTP triggers, approval status URLs): with "Anyone" access
+/// their query carries the SAS signature (`sig`), so only scheme, host and path are shown.
+#[derive(Debug)]
+pub struct FlowTrigger;
+
+impl UrlKind for FlowTrigger {
+    const NAME: &'static str = "FlowUrl";
+    const SETTING: &'static str = "flow_url";
+    const NOUN: &'static str = "flow";
+    const HINT: &'static str = ": copy the flow's HTTP POST URL";
+
+    fn shown(url: &Url) -> String {
+        without_query(url)
+    }
+}
+
 /// A flow's HTTP trigger URL (or an approval status URL). With "Anyone" access its query
 /// carries the SAS signature (`sig`), which is the credential, so the URL is kept as a
 /// secret: `Debug`, serialization, logs and errors show scheme, host and path only.
-#[derive(Clone)]
-pub struct FlowUrl {
-    secret: SecretString,
-}
+pub type FlowUrl = CredentialUrl<FlowTrigger>;
 
 impl FlowUrl {
-    /// Checks `text` (an `http(s)` URL with a host); the error names `setting`, never the
-    /// URL.
-    pub fn parse(setting: &str, text: &str) -> Result<Self> {
-        let url = Url::parse(text).map_err(|e| {
-            Error::new(
-                ErrorKind::ConfigInvalid,
-                format!("`{setting}` is not a valid URL ({e})"),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "`{setting}` must be an http(s) URL with a host: copy the flow's HTTP POST URL"
-                ),
-            ));
-        }
-        Ok(Self {
-            secret: SecretString::from(text.to_string()),
-        })
-    }
-
-    /// The URL, to send to.
-    pub fn url(&self) -> Result<Url> {
-        Url::parse(self.secret.expose_secret())
-            .map_err(|e| Error::new(ErrorKind::ConfigInvalid, format!("bad flow URL ({e})")))
-    }
-
     /// Whether the URL carries a SAS signature (`sig`).
     pub fn is_signed(&self) -> bool {
         self.url()
             .is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "sig"))
-    }
-
-    /// `scheme://host/path` without the query.
-    pub fn redacted(&self) -> String {
-        match self.url() {
-            Ok(url) => without_query(&url),
-            Err(_) => "(a bad URL)".into(),
-        }
-    }
-}
-
-/// `url` without its query and fragment, as text.
-pub(crate) fn without_query(url: &Url) -> String {
-    let mut out = url.clone();
-    out.set_query(None);
-    out.set_fragment(None);
-    let _ = out.set_password(None);
-    out.to_string()
-}
-
-/// `url` without path, query or credentials: what a network grant is checked against.
-pub(crate) fn origin(url: &Url) -> Url {
-    let mut out = url.clone();
-    out.set_path("/");
-    out.set_query(None);
-    out.set_fragment(None);
-    let _ = out.set_username("");
-    let _ = out.set_password(None);
-    out
-}
-
-impl std::fmt::Debug for FlowUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FlowUrl({})", self.redacted())
-    }
-}
-
-impl Serialize for FlowUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted())
-    }
-}
-
-impl<'de> Deserialize<'de> for FlowUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        FlowUrl::parse("flow_url", &text).map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 

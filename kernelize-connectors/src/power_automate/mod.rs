@@ -16,7 +16,9 @@ pub use actions::{
     TriggerFlowConfig,
 };
 pub use client::{ApprovalState, FlowResponse, PowerAutomateClient};
-pub use config::{EntraSettings, FLOW_SCOPE, FlowUrl, PowerAutomateSettings, entra_token_url};
+pub use config::{
+    EntraSettings, FLOW_SCOPE, FlowTrigger, FlowUrl, PowerAutomateSettings, entra_token_url,
+};
 
 use crate::saas::{Connector, PollSettings};
 
@@ -66,10 +68,10 @@ impl Connector for PowerAutomateConnector {
         let client = PowerAutomateClient::new(&settings)?;
         let mut hosts = Vec::new();
         if let Some(flow) = &settings.flow_url {
-            hosts.push(config::origin(&flow.url()?));
+            hosts.push(crate::saas::origin(&flow.url()?));
         }
         if let Some(entra) = &settings.entra {
-            hosts.push(config::origin(&entra.token_url()?));
+            hosts.push(crate::saas::origin(&entra.token_url()?));
         }
         hosts.dedup();
         Ok(Self {

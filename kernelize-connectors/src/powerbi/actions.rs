@@ -3,18 +3,14 @@
 
 use async_trait::async_trait;
 use kernelize_core::plugin::{ActionContext, Handler};
-use kernelize_core::{Action, Error, ErrorKind, Payload, Permission, Records, Result};
+use kernelize_core::{Action, Payload, Records, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::PowerBiConnector;
 use super::client::{CloneReport, NotifyOption, PushReport, RefreshEntry, RefreshOptions};
-use crate::saas::{Column, ColumnType, records_from_rows};
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::{ColumnType, ItemColumn, input_objects, records_from_items, saas_action};
 
 fn yes() -> bool {
     true
@@ -156,92 +152,81 @@ pub struct Rebound {
     pub dataset_id: String,
 }
 
-macro_rules! action {
-    ($name:ident, $text:literal, $description:literal, $config:ty, $output:ty) => {
-        #[doc = concat!("Action `", $text, "`.")]
-        #[derive(Debug)]
-        pub struct $name;
-
-        impl Action for $name {
-            const NAME: &'static str = $text;
-            const DESCRIPTION: &'static str = $description;
-            type Config = $config;
-            type Input = Payload;
-            type Output = $output;
-
-            fn permissions() -> Vec<Permission> {
-                network()
-            }
-        }
-    };
-}
-
-action!(
+saas_action!(
     ListDatasets,
     "list_datasets",
     "List a workspace's datasets (semantic models) as records.",
     WorkspaceConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     ListReports,
     "list_reports",
     "List a workspace's reports as records.",
     WorkspaceConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     ListGateways,
     "list_gateways",
     "List the on-premises data gateways the app administers, as records.",
     ListGatewaysConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     ListGatewayDatasources,
     "list_gateway_datasources",
     "List a gateway's data sources as records.",
     ListGatewayDatasourcesConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     RefreshDataset,
     "refresh_dataset",
     "Start a dataset refresh (answered 202) and, by default, follow it in the refresh history until it completes; a failed refresh is an error with Power BI's reason.",
     RefreshDatasetConfig,
+    Payload,
     RefreshEntry
 );
-action!(
+saas_action!(
     ListRefreshes,
     "list_refreshes",
     "List a dataset's latest refreshes (the refresh history) as records.",
     ListRefreshesConfig,
+    Payload,
     Records
 );
-action!(
+saas_action!(
     PushRows,
     "push_rows",
     "Add the input rows (records or JSON objects) to a push dataset's table, at most 10,000 a request, waiting out 429s.",
     PushRowsConfig,
+    Payload,
     PushReport
 );
-action!(
+saas_action!(
     CloneReportAction,
     "clone_report",
     "Clone a report, into another workspace and onto another dataset if asked (report deployment).",
     CloneReportConfig,
+    Payload,
     Value
 );
-action!(
+saas_action!(
     RebindReport,
     "rebind_report",
     "Bind a report to another dataset.",
     RebindReportConfig,
+    Payload,
     Rebound
 );
 
 /// The columns of `list_datasets`: name, type, and where the value is in an item.
-const DATASET_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const DATASET_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("name", ColumnType::Text, "/name"),
     ("configuredBy", ColumnType::Text, "/configuredBy"),
@@ -267,7 +252,7 @@ const DATASET_COLUMNS: &[(&str, ColumnType, &str)] = &[
 ];
 
 /// The columns of `list_reports`.
-const REPORT_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const REPORT_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("name", ColumnType::Text, "/name"),
     ("datasetId", ColumnType::Text, "/datasetId"),
@@ -282,7 +267,7 @@ const REPORT_COLUMNS: &[(&str, ColumnType, &str)] = &[
 ];
 
 /// The columns of `list_gateways`.
-const GATEWAY_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const GATEWAY_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("name", ColumnType::Text, "/name"),
     ("type", ColumnType::Text, "/type"),
@@ -293,7 +278,7 @@ const GATEWAY_COLUMNS: &[(&str, ColumnType, &str)] = &[
 ];
 
 /// The columns of `list_gateway_datasources`.
-const GATEWAY_DATASOURCE_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const GATEWAY_DATASOURCE_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("gatewayId", ColumnType::Text, "/gatewayId"),
     ("datasourceName", ColumnType::Text, "/datasourceName"),
@@ -303,7 +288,7 @@ const GATEWAY_DATASOURCE_COLUMNS: &[(&str, ColumnType, &str)] = &[
 ];
 
 /// The columns of `list_refreshes`.
-const REFRESH_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const REFRESH_COLUMNS: &[ItemColumn<'static>] = &[
     ("requestId", ColumnType::Text, "/request_id"),
     ("status", ColumnType::Text, "/status"),
     ("refreshType", ColumnType::Text, "/refresh_type"),
@@ -312,64 +297,6 @@ const REFRESH_COLUMNS: &[(&str, ColumnType, &str)] = &[
     ("errorCode", ColumnType::Text, "/error_code"),
     ("errorDescription", ColumnType::Text, "/error_description"),
 ];
-
-/// Items as records with `columns`; an empty string in a typed column is a null.
-fn to_records(columns: &[(&str, ColumnType, &str)], items: &[Value]) -> Result<Records> {
-    let schema: Vec<Column> = columns
-        .iter()
-        .map(|(name, kind, _)| Column::new(*name, *kind))
-        .collect();
-    let rows: Vec<Vec<Value>> = items
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|(_, kind, pointer)| match item.pointer(pointer) {
-                    None => Value::Null,
-                    Some(Value::String(s)) if s.is_empty() && *kind != ColumnType::Text => {
-                        Value::Null
-                    }
-                    Some(v) => v.clone(),
-                })
-                .collect()
-        })
-        .collect();
-    records_from_rows(&schema, &rows)
-}
-
-/// The rows of a push: the input's JSON objects (records become one object per row).
-fn rows_of(input: Payload) -> Result<Vec<Map<String, Value>>> {
-    let kind = input.kind_name();
-    let value = input.into_json()?;
-    let items = match value {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "`push_rows` takes records or JSON row objects, not a {kind} input of {}",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            ));
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(n, item)| match item {
-            Value::Object(map) => Ok(map),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "row {} of the input is {}, not a JSON object",
-                    n + 1,
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            )),
-        })
-        .collect()
-}
 
 #[async_trait]
 impl Handler<ListDatasets> for PowerBiConnector {
@@ -380,7 +307,7 @@ impl Handler<ListDatasets> for PowerBiConnector {
         _input: Payload,
     ) -> Result<Records> {
         let items = self.client().datasets(config.group_id.as_deref()).await?;
-        to_records(DATASET_COLUMNS, &items)
+        records_from_items(DATASET_COLUMNS, &items)
     }
 }
 
@@ -393,7 +320,7 @@ impl Handler<ListReports> for PowerBiConnector {
         _input: Payload,
     ) -> Result<Records> {
         let items = self.client().reports(config.group_id.as_deref()).await?;
-        to_records(REPORT_COLUMNS, &items)
+        records_from_items(REPORT_COLUMNS, &items)
     }
 }
 
@@ -406,7 +333,7 @@ impl Handler<ListGateways> for PowerBiConnector {
         _input: Payload,
     ) -> Result<Records> {
         let items = self.client().gateways().await?;
-        to_records(GATEWAY_COLUMNS, &items)
+        records_from_items(GATEWAY_COLUMNS, &items)
     }
 }
 
@@ -422,7 +349,7 @@ impl Handler<ListGatewayDatasources> for PowerBiConnector {
             .client()
             .gateway_datasources(&config.gateway_id)
             .await?;
-        to_records(GATEWAY_DATASOURCE_COLUMNS, &items)
+        records_from_items(GATEWAY_DATASOURCE_COLUMNS, &items)
     }
 }
 
@@ -483,7 +410,7 @@ impl Handler<ListRefreshes> for PowerBiConnector {
             .iter()
             .map(serde_json::to_value)
             .collect::<std::result::Result<_, _>>()?;
-        to_records(REFRESH_COLUMNS, &items)
+        records_from_items(REFRESH_COLUMNS, &items)
     }
 }
 
@@ -495,7 +422,7 @@ impl Handler<PushRows> for PowerBiConnector {
         config: PushRowsConfig,
         input: Payload,
     ) -> Result<PushReport> {
-        let rows = rows_of(input)?;
+        let rows = input_objects(PushRows::NAME, input)?;
         self.client()
             .push_rows(
                 config.group_id.as_deref(),
@@ -555,19 +482,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn push_input_must_be_row_objects() {
-        let rows = rows_of(Payload::json(json!([{"a": 1}, {"a": 2}]))).unwrap();
-        assert_eq!(rows.len(), 2);
-        let err = rows_of(Payload::json(json!([{"a": 1}, 3]))).unwrap_err();
-        assert!(err.message().contains("row 2"), "{err}");
-        assert!(rows_of(Payload::json(json!("text"))).is_err());
-    }
-
-    #[test]
     fn dataset_items_become_typed_records() {
         let items = vec![json!({"id": "d1", "name": "Sales", "isRefreshable": true,
             "createdDate": "2019-03-27T09:25:34.047Z"})];
-        let rows = to_records(DATASET_COLUMNS, &items)
+        let rows = records_from_items(DATASET_COLUMNS, &items)
             .unwrap()
             .to_json_rows()
             .unwrap();

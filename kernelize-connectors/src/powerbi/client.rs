@@ -16,7 +16,9 @@ use crate::http::{
     ClientAuthMethod, ClientCredentials, HttpClient, OAuth2ClientCredentials, Request, Response,
     excerpt,
 };
-use crate::saas::{Poll, PollSettings, build_client, poll_until};
+use crate::saas::{
+    Poll, PollSettings, build_client, id_segment, poll_until, send_checked, token_client,
+};
 
 /// A Power BI error answer as an [`Error`]: the status, Power BI's code and message (from
 /// `{"error": {"code", "message", "details"}}`), the request id Power BI gives for support,
@@ -77,21 +79,9 @@ pub fn api_error(response: &Response, what: &str) -> Error {
     error
 }
 
-/// An id as a path segment; anything that could change the path is refused.
+/// An id as a path segment ([`id_segment`]); anything that could change the path is refused.
 fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
-    if id.is_empty()
-        || id == "."
-        || id == ".."
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("`{id}` is not a valid Power BI {what} id"),
-        ));
-    }
-    Ok(id)
+    id_segment("Power BI", what, id)
 }
 
 /// The mail Power BI sends about a refresh.
@@ -276,16 +266,10 @@ impl PowerBiClient {
             client_auth: ClientAuthMethod::Body,
             refresh_margin: Duration::from_secs(300),
         };
-        let token_http = reqwest::Client::builder()
-            .timeout(settings.http.timeout.attempt)
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("cannot build the token client: {e}"),
-                )
-            })?;
-        let auth = Arc::new(OAuth2ClientCredentials::new(credentials, token_http));
+        let auth = Arc::new(OAuth2ClientCredentials::new(
+            credentials,
+            token_client(&settings.http)?,
+        ));
         let http = build_client(&settings.base_url, &settings.http, None, vec![auth])?;
         Ok(Self {
             http,
@@ -310,12 +294,7 @@ impl PowerBiClient {
     }
 
     async fn send(&self, request: Request, what: &str) -> Result<Response> {
-        let response = self.http.send(request).await?;
-        if response.is_success() {
-            Ok(response)
-        } else {
-            Err(api_error(&response, what))
-        }
+        send_checked(&self.http, request, what, api_error).await
     }
 
     async fn list(&self, path: &str, what: &str) -> Result<Vec<Value>> {

@@ -24,8 +24,14 @@
 //! cancellation and by [`PollSettings::max_wait`]. Each poll is an ordinary request through
 //! the client stack, so a poll answered 429 is retried like any other.
 
+mod action;
+mod call;
+mod content;
+mod ids;
 mod poll;
+mod rows;
 mod table;
+mod urls;
 
 use std::sync::Arc;
 
@@ -43,12 +49,19 @@ use url::Url;
 
 use crate::http::plugin::{RateLimitSettings, TimeoutSettings};
 use crate::http::{
-    Classifier, ConcurrencyLimit, HttpClient, Layer, RateLimit, RetryLayer, RetryPolicy,
-    TimeoutLayer,
+    Classifier, ConcurrencyLimit, HttpClient, Layer, RateLimit, Request, Response, RetryLayer,
+    RetryPolicy, TimeoutLayer,
 };
 
+#[allow(unused_imports)] // unused in a build with no connector that uses it
+pub(crate) use action::saas_action;
+pub use call::{answer_error, within};
+pub use content::{Batch, OtherFields, max_pages, objects_of, query_pairs, records_of_objects};
+pub use ids::{id_segment, uuid_from_bytes, uuid_v4};
 pub use poll::{Poll, PollSettings, poll_until};
-pub use table::{Column, ColumnType, records_from_rows};
+pub use rows::input_objects;
+pub use table::{Column, ColumnType, ItemColumn, records_from_items, records_from_rows};
+pub use urls::{CredentialUrl, UrlKind, origin, without_path, without_query};
 
 /// Connection settings every SaaS connector has, under its `http` setting.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -73,7 +86,28 @@ pub fn build_client(
     classifier: Option<Classifier>,
     auth: Vec<Arc<dyn Layer>>,
 ) -> Result<HttpClient> {
-    let mut builder = HttpClient::builder(base_url)?;
+    stack(HttpClient::builder(base_url)?, options, classifier, auth)
+}
+
+/// As [`build_client`], on a `reqwest` client of the connector's own (one that does not
+/// follow redirects, for an API whose credential is the URL).
+pub fn build_client_on(
+    client: reqwest::Client,
+    base_url: &str,
+    options: &HttpOptions,
+    classifier: Option<Classifier>,
+    auth: Vec<Arc<dyn Layer>>,
+) -> Result<HttpClient> {
+    let builder = HttpClient::builder(base_url)?.reqwest_client(client);
+    stack(builder, options, classifier, auth)
+}
+
+fn stack(
+    mut builder: crate::http::HttpClientBuilder,
+    options: &HttpOptions,
+    classifier: Option<Classifier>,
+    auth: Vec<Arc<dyn Layer>>,
+) -> Result<HttpClient> {
     if let Some(max) = options.concurrency {
         if max == 0 {
             return Err(Error::new(
@@ -101,6 +135,53 @@ pub fn build_client(
     builder
         .layer(TimeoutLayer::per_attempt(options.timeout.attempt))
         .build()
+}
+
+/// The plain HTTP client an authentication layer fetches tokens with (outside the client
+/// stack: a token request is not retried by it): 10 s to connect, and `options`'
+/// per-attempt timeout for the whole request.
+pub fn token_client(options: &HttpOptions) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(options.timeout.attempt)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("cannot build the token client: {e}"),
+            )
+        })
+}
+
+/// Sends `request` through `http`; a non-2xx answer becomes the vendor's error,
+/// `api_error(&response, what)` (`what`: the request's description, or what it does).
+pub async fn send_checked(
+    http: &HttpClient,
+    request: Request,
+    what: &str,
+    api_error: fn(&Response, &str) -> Error,
+) -> Result<Response> {
+    let response = http.send(request).await?;
+    if response.is_success() {
+        Ok(response)
+    } else {
+        Err(api_error(&response, what))
+    }
+}
+
+/// The permissions of an action that calls the vendor's API: network access (the host is
+/// the connector's, checked before every call).
+pub fn network() -> Vec<Permission> {
+    vec![Permission::Network { host: "*".into() }]
+}
+
+/// [`network`], and reading files anywhere the host grants (`file_read` of a directory):
+/// the permissions of a connector, or an action, that reads local files (migration
+/// scripts, files to publish), checking each path against the call's grants.
+pub fn network_and_file_read() -> Vec<Permission> {
+    let mut permissions = network();
+    permissions.push(Permission::FileRead { path: "/".into() });
+    permissions
 }
 
 /// Parses a configured URL (a base URL, a token URL), naming the setting when it is bad.
@@ -153,7 +234,7 @@ pub trait Connector: Send + Sync + Sized + 'static {
     /// The permissions the plugin may be granted: network access by default; a connector
     /// that reads files (migration scripts, files to publish) adds a file grant.
     fn permissions() -> Vec<Permission> {
-        vec![Permission::Network { host: "*".into() }]
+        network()
     }
 
     /// Checks `settings` and builds the connector (no network traffic is required here;

@@ -112,6 +112,36 @@ pub fn records_from_rows(columns: &[Column], rows: &[Vec<Value>]) -> Result<Reco
     Ok(Records::from_batch(batch))
 }
 
+/// A column of [`records_from_items`]: its name, its type, and the JSON pointer of its
+/// value in an item (`/project/name`).
+pub type ItemColumn<'a> = (&'a str, ColumnType, &'a str);
+
+/// Builds records from JSON `items` (the objects a list answer holds), each column's cell
+/// taken at its pointer: a missing value is a null, and so is an empty string in a column
+/// that is not text (vendors send `""` for "no date", "no size").
+pub fn records_from_items(columns: &[ItemColumn<'_>], items: &[Value]) -> Result<Records> {
+    let schema: Vec<Column> = columns
+        .iter()
+        .map(|(name, kind, _)| Column::new(*name, *kind))
+        .collect();
+    let rows: Vec<Vec<Value>> = items
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, kind, pointer)| match item.pointer(pointer) {
+                    None => Value::Null,
+                    Some(Value::String(s)) if s.is_empty() && *kind != ColumnType::Text => {
+                        Value::Null
+                    }
+                    Some(v) => v.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    records_from_rows(&schema, &rows)
+}
+
 fn bad(column: &Column, row: usize, cell: &Value, wanted: &str) -> Error {
     let mut text = cell.to_string();
     if text.len() > 64 {
@@ -360,6 +390,29 @@ mod tests {
             parse_decimal("99999999999999999999999999999999999999999", 2),
             None
         );
+    }
+
+    #[test]
+    fn items_are_read_at_their_pointers_and_empty_strings_are_nulls() {
+        let columns = [
+            ("id", ColumnType::Text, "/id"),
+            ("size", ColumnType::Integer, "/size"),
+            ("updated", ColumnType::Timestamp, "/updated"),
+            ("owner", ColumnType::Text, "/owner/name"),
+            ("note", ColumnType::Text, "/note"),
+        ];
+        let items =
+            [json!({"id": "a", "size": "2", "updated": "", "owner": {"name": "ann"}, "note": ""})];
+        let out = records_from_items(&columns, &items)
+            .unwrap()
+            .to_json_rows()
+            .unwrap();
+        assert_eq!(out[0]["size"], 2);
+        assert_eq!(out[0]["updated"], Value::Null);
+        assert_eq!(out[0]["owner"], "ann");
+        assert_eq!(out[0]["note"], "", "an empty text stays text");
+        let none = records_from_items(&columns, &[json!({})]).unwrap();
+        assert_eq!(none.to_json_rows().unwrap()[0]["id"], Value::Null);
     }
 
     #[test]

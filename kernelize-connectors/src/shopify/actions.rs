@@ -2,20 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use kernelize_core::{Action, Error, ErrorKind, Payload, Permission, Records, Result};
+use kernelize_core::{Payload, Records};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::Api;
-use crate::saas::{Column, ColumnType, records_from_rows};
+use crate::saas::{ColumnType, saas_action};
 
 /// The most products or inventory levels one call writes.
 pub const MAX_WRITES: usize = 1000;
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
 
 fn default_limit() -> u32 {
     50
@@ -149,88 +145,50 @@ pub struct InventorySet {
     pub inventory_levels: Vec<Value>,
 }
 
-/// Action `list_products`.
-#[derive(Debug)]
-pub struct ListProducts;
+saas_action!(
+    ListProducts,
+    "list_products",
+    "List products (REST pages by Link cursor, or GraphQL products(first, after)) as records.",
+    ListProductsConfig,
+    Payload,
+    Records
+);
 
-impl Action for ListProducts {
-    const NAME: &'static str = "list_products";
-    const DESCRIPTION: &'static str =
-        "List products (REST pages by Link cursor, or GraphQL products(first, after)) as records.";
-    type Config = ListProductsConfig;
-    type Input = Payload;
-    type Output = Records;
+saas_action!(
+    ListOrders,
+    "list_orders",
+    "List orders (status any by default), following the Link cursor, as records.",
+    ListOrdersConfig,
+    Payload,
+    Records
+);
 
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    ListCustomers,
+    "list_customers",
+    "List customers, following the Link cursor, as records.",
+    ListCustomersConfig,
+    Payload,
+    Records
+);
 
-/// Action `list_orders`.
-#[derive(Debug)]
-pub struct ListOrders;
+saas_action!(
+    UpsertProduct,
+    "upsert_product",
+    "Create or update products: REST POST/PUT (by id or a match field such as handle) or GraphQL productSet.",
+    UpsertProductConfig,
+    Payload,
+    UpsertOutcome
+);
 
-impl Action for ListOrders {
-    const NAME: &'static str = "list_orders";
-    const DESCRIPTION: &'static str =
-        "List orders (status any by default), following the Link cursor, as records.";
-    type Config = ListOrdersConfig;
-    type Input = Payload;
-    type Output = Records;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
-
-/// Action `list_customers`.
-#[derive(Debug)]
-pub struct ListCustomers;
-
-impl Action for ListCustomers {
-    const NAME: &'static str = "list_customers";
-    const DESCRIPTION: &'static str = "List customers, following the Link cursor, as records.";
-    type Config = ListCustomersConfig;
-    type Input = Payload;
-    type Output = Records;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
-
-/// Action `upsert_product`.
-#[derive(Debug)]
-pub struct UpsertProduct;
-
-impl Action for UpsertProduct {
-    const NAME: &'static str = "upsert_product";
-    const DESCRIPTION: &'static str = "Create or update products: REST POST/PUT (by id or a match field such as handle) or GraphQL productSet.";
-    type Config = UpsertProductConfig;
-    type Input = Payload;
-    type Output = UpsertOutcome;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
-
-/// Action `set_inventory`.
-#[derive(Debug)]
-pub struct SetInventory;
-
-impl Action for SetInventory {
-    const NAME: &'static str = "set_inventory";
-    const DESCRIPTION: &'static str =
-        "Set available quantities of inventory items at locations (inventory_levels/set).";
-    type Config = SetInventoryConfig;
-    type Input = Payload;
-    type Output = InventorySet;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    SetInventory,
+    "set_inventory",
+    "Set available quantities of inventory items at locations (inventory_levels/set).",
+    SetInventoryConfig,
+    Payload,
+    InventorySet
+);
 
 /// The typed columns of products' records.
 pub(crate) const PRODUCT_COLUMNS: &[(&str, ColumnType)] = &[
@@ -282,111 +240,3 @@ pub(crate) const CUSTOMER_COLUMNS: &[(&str, ColumnType)] = &[
     ("created_at", ColumnType::Timestamp),
     ("updated_at", ColumnType::Timestamp),
 ];
-
-/// Records of JSON objects: the `known` columns typed, in that order (null where an
-/// object lacks one), then every other field found, as text (objects and arrays as JSON).
-pub(crate) fn records_of(items: &[Value], known: &[(&str, ColumnType)]) -> Result<Records> {
-    let mut columns: Vec<Column> = known.iter().map(|(n, t)| Column::new(*n, *t)).collect();
-    for item in items {
-        if let Value::Object(map) = item {
-            for key in map.keys() {
-                if !columns.iter().any(|c| c.name == *key) {
-                    columns.push(Column::new(key.clone(), ColumnType::Text));
-                }
-            }
-        }
-    }
-    let rows: Vec<Vec<Value>> = items
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|c| item.get(&c.name).cloned().unwrap_or(Value::Null))
-                .collect()
-        })
-        .collect();
-    records_from_rows(&columns, &rows)
-}
-
-/// REST filter values as query text (lists joined by commas, as Shopify's `ids` wants).
-pub(crate) fn filter_pairs(filters: &BTreeMap<String, Value>) -> Result<Vec<(String, String)>> {
-    filters
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|i| match i {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("filter `{k}` must be text, a number, a boolean or a list"),
-                    ));
-                }
-            };
-            Ok((k.clone(), text))
-        })
-        .collect()
-}
-
-/// The objects a write action works on: its config's one, else the input's.
-pub(crate) fn objects_of(
-    one: Option<Map<String, Value>>,
-    input: Payload,
-    what: &str,
-) -> Result<Vec<Map<String, Value>>> {
-    if let Some(one) = one {
-        return Ok(vec![one]);
-    }
-    let items = match input.into_json()? {
-        Value::Object(map) => vec![Value::Object(map)],
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("no {what} given: set it in the config or pass it as the input"),
-            ));
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the input must be a {what} object, a list of them or records, not {}",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            ));
-        }
-    };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} {what}s given; one call writes at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(map) => Ok(map),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "input item {i} is {}, not a {what} object",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            )),
-        })
-        .collect()
-}

@@ -26,10 +26,11 @@ pub use throttle::{
     throttle_wait,
 };
 
-use crate::saas::{Connector, parse_url};
-use actions::{
-    CUSTOMER_COLUMNS, ORDER_COLUMNS, PRODUCT_COLUMNS, filter_pairs, objects_of, records_of,
+use crate::saas::{
+    Connector, OtherFields, max_pages, objects_of, parse_url, query_pairs, records_of_objects,
+    within,
 };
+use actions::{CUSTOMER_COLUMNS, ORDER_COLUMNS, PRODUCT_COLUMNS};
 
 /// The plugin's id.
 pub const ID: &str = "shopify-connector";
@@ -63,46 +64,22 @@ impl ShopifyConnector {
         &self.client
     }
 
-    fn max_pages(&self, asked: Option<usize>) -> Result<usize> {
-        match asked {
-            Some(0) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                "`max_pages` must be at least 1",
-            )),
-            Some(n) => Ok(n),
-            None => Ok(self.max_pages),
-        }
-    }
-
     async fn list_rest(
         &self,
         ctx: &ActionContext,
         resource: Resource,
         filters: Vec<(String, String)>,
         limit: u32,
-        max_pages: Option<usize>,
+        asked_pages: Option<usize>,
     ) -> Result<Listed> {
         ctx.check_alive()?;
-        let max_pages = self.max_pages(max_pages)?;
-        within(ctx, self.client.list(resource, &filters, limit, max_pages)).await
-    }
-}
-
-/// Runs `work` bounded by the call's deadline and cancellation.
-async fn within<T>(
-    ctx: &ActionContext,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let deadline = ctx.deadline.map(tokio::time::Instant::from_std);
-    tokio::select! {
-        _ = ctx.cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "the Shopify call was cancelled")),
-        _ = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        } => Err(Error::new(ErrorKind::Timeout, "the Shopify call passed its deadline")),
-        out = work => out,
+        let max_pages = max_pages(asked_pages, self.max_pages)?;
+        within(
+            ctx,
+            "Shopify",
+            self.client.list(resource, &filters, limit, max_pages),
+        )
+        .await
     }
 }
 
@@ -149,7 +126,7 @@ impl Handler<ListProducts> for ShopifyConnector {
                         "`query` is GraphQL search syntax: use `filters` with REST, or set `api: graphql`",
                     ));
                 }
-                let filters = filter_pairs(&config.filters)?;
+                let filters = query_pairs(&config.filters, "filter", "")?;
                 self.list_rest(
                     &ctx,
                     Resource::Products,
@@ -166,9 +143,10 @@ impl Handler<ListProducts> for ShopifyConnector {
                         "`filters` are REST query parameters: use `query` (search syntax) with `api: graphql`",
                     ));
                 }
-                let max_pages = self.max_pages(config.max_pages)?;
+                let max_pages = max_pages(config.max_pages, self.max_pages)?;
                 within(
                     &ctx,
+                    "Shopify",
                     self.client.list_products_graphql(
                         config.query.as_deref(),
                         config.limit,
@@ -178,7 +156,7 @@ impl Handler<ListProducts> for ShopifyConnector {
                 .await?
             }
         };
-        records_of(&listed.items, PRODUCT_COLUMNS)
+        records_of_objects(&listed.items, PRODUCT_COLUMNS, OtherFields::Text)
     }
 }
 
@@ -191,7 +169,7 @@ impl Handler<ListOrders> for ShopifyConnector {
         _input: Payload,
     ) -> Result<Records> {
         let mut filters = vec![("status".to_string(), config.status.clone())];
-        for (k, v) in filter_pairs(&config.filters)? {
+        for (k, v) in query_pairs(&config.filters, "filter", "")? {
             if k == "status" {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -209,7 +187,7 @@ impl Handler<ListOrders> for ShopifyConnector {
                 config.max_pages,
             )
             .await?;
-        records_of(&listed.items, ORDER_COLUMNS)
+        records_of_objects(&listed.items, ORDER_COLUMNS, OtherFields::Text)
     }
 }
 
@@ -221,7 +199,7 @@ impl Handler<ListCustomers> for ShopifyConnector {
         config: ListCustomersConfig,
         _input: Payload,
     ) -> Result<Records> {
-        let filters = filter_pairs(&config.filters)?;
+        let filters = query_pairs(&config.filters, "filter", "")?;
         let listed = self
             .list_rest(
                 &ctx,
@@ -231,7 +209,7 @@ impl Handler<ListCustomers> for ShopifyConnector {
                 config.max_pages,
             )
             .await?;
-        records_of(&listed.items, CUSTOMER_COLUMNS)
+        records_of_objects(&listed.items, CUSTOMER_COLUMNS, OtherFields::Text)
     }
 }
 
@@ -243,7 +221,7 @@ impl Handler<UpsertProduct> for ShopifyConnector {
         config: UpsertProductConfig,
         input: Payload,
     ) -> Result<UpsertOutcome> {
-        let products = objects_of(config.product, input, "product")?;
+        let products = objects_of(config.product, input, "product", MAX_WRITES)?;
         let api = config.api.unwrap_or(self.api);
         let mut out = Vec::with_capacity(products.len());
         for (i, product) in products.iter().enumerate() {
@@ -262,7 +240,7 @@ impl Handler<UpsertProduct> for ShopifyConnector {
                     }
                 }
             };
-            let done = within(&ctx, work)
+            let done = within(&ctx, "Shopify", work)
                 .await
                 .map_err(|e| e.with_context("product", i))?;
             out.push(UpsertedProduct {
@@ -299,7 +277,7 @@ impl Handler<SetInventory> for ShopifyConnector {
                 one.insert("available".into(), available.into());
                 vec![one]
             }
-            _ => objects_of(None, input, "inventory level")?,
+            _ => objects_of(None, input, "inventory level", MAX_WRITES)?,
         };
         let mut levels = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -334,6 +312,7 @@ impl Handler<SetInventory> for ShopifyConnector {
                 .or(config.disconnect_if_necessary);
             let level = within(
                 &ctx,
+                "Shopify",
                 self.client
                     .set_inventory(location, item, available, disconnect),
             )

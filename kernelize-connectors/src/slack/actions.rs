@@ -7,10 +7,7 @@ use serde_json::Value;
 
 use super::client::PostedMessage;
 use super::config::SecretText;
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::network;
 
 /// Config of `send_message`. Without `text` and `blocks`, the text is a summary of the
 /// input (see the module docs).

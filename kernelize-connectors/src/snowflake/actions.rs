@@ -9,16 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::client::CancelStatus;
+use crate::saas::network;
 
 /// The largest `batch_size` of `load`.
 pub const MAX_BATCH_SIZE: usize = 16_384;
 
 /// The history table `migrate` keeps when none is named.
 pub const DEFAULT_HISTORY_TABLE: &str = "KERNELIZE_SCHEMA_HISTORY";
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
 
 fn default_batch_size() -> usize {
     1000

@@ -410,10 +410,7 @@ pub fn sql_name(name: &str) -> Result<String> {
 }
 
 /// A random UUID (version 4), for a statement's `requestId`.
-pub fn uuid_v4() -> String {
-    let bytes: [u8; 16] = rand::random();
-    uuid_from(bytes)
-}
+pub use crate::saas::uuid_v4;
 
 /// A UUID (version 4 layout) derived from `seed`, so that the same unit of work sends the
 /// same `requestId` again.
@@ -421,21 +418,7 @@ pub fn uuid_from_seed(seed: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest.as_ref()[..16]);
-    uuid_from(bytes)
-}
-
-fn uuid_from(mut b: [u8; 16]) -> String {
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    crate::saas::uuid_from_bytes(bytes)
 }
 
 #[cfg(test)]

@@ -76,10 +76,7 @@ impl Connector for SnowflakeConnector {
 
     /// Network access, and reading migration directories (`migrate` with `directory`).
     fn permissions() -> Vec<Permission> {
-        vec![
-            Permission::Network { host: "*".into() },
-            Permission::FileRead { path: "/".into() },
-        ]
+        crate::saas::network_and_file_read()
     }
 
     async fn connect(settings: SnowflakeSettings) -> Result<Self> {

@@ -2,24 +2,20 @@
 //! handlers.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use kernelize_core::plugin::{ActionContext, Handler};
 use kernelize_core::{Action, Blob, Error, ErrorKind, Payload, Permission, Records, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::TableauConnector;
 use super::client::{
     DatasourceFile, ImageOptions, Job, ListQuery, PublishMode, PublishOptions, PublishOutcome,
     SessionInfo,
 };
-use crate::saas::{Column, ColumnType, records_from_rows};
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
+use crate::saas::{ColumnType, ItemColumn, network, network_and_file_read, records_from_items};
 
 fn yes() -> bool {
     true
@@ -57,8 +53,14 @@ pub struct PublishDatasourceConfig {
     /// A description.
     #[serde(default)]
     pub description: Option<String>,
-    /// The file's name as Tableau sees it (`sales.hyper`); the input (bytes) is the file.
-    pub file_name: String,
+    /// The file's name as Tableau sees it (`sales.hyper`): required when the input (bytes)
+    /// is the file; with `path`, the path's file name when absent.
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// A file on disk to publish instead of the input, read a chunk at a time; the plugin
+    /// needs a file-read grant covering it (`permission denied` otherwise).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// `hyper`, `tds`, `tdsx` or `tde`; the file name's extension when absent.
     #[serde(default)]
     pub datasource_type: Option<String>,
@@ -185,13 +187,13 @@ pub struct PublishDatasource;
 
 impl Action for PublishDatasource {
     const NAME: &'static str = "publish_datasource";
-    const DESCRIPTION: &'static str = "Publish a data source file (.hyper, .tds, .tdsx, .tde) given as the input bytes; large files go in chunks through a file upload.";
+    const DESCRIPTION: &'static str = "Publish a data source file (.hyper, .tds, .tdsx, .tde) given as the input bytes or as a `path` on disk (with a file-read grant); large files go in chunks through a file upload.";
     type Config = PublishDatasourceConfig;
     type Input = Payload;
     type Output = PublishOutcome;
 
     fn permissions() -> Vec<Permission> {
-        network()
+        network_and_file_read()
     }
 }
 
@@ -279,7 +281,7 @@ impl Action for ExportViewImage {
 }
 
 /// The columns of `list_workbooks`: name, type, and where the value is in an item.
-const WORKBOOK_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const WORKBOOK_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("name", ColumnType::Text, "/name"),
     ("description", ColumnType::Text, "/description"),
@@ -296,7 +298,7 @@ const WORKBOOK_COLUMNS: &[(&str, ColumnType, &str)] = &[
 ];
 
 /// The columns of `list_views`.
-const VIEW_COLUMNS: &[(&str, ColumnType, &str)] = &[
+const VIEW_COLUMNS: &[ItemColumn<'static>] = &[
     ("id", ColumnType::Text, "/id"),
     ("name", ColumnType::Text, "/name"),
     ("contentUrl", ColumnType::Text, "/contentUrl"),
@@ -313,30 +315,6 @@ const VIEW_COLUMNS: &[(&str, ColumnType, &str)] = &[
         "/usage/totalViewCount",
     ),
 ];
-
-/// Items as records with `columns`; an empty string in a typed column is a null.
-fn to_records(columns: &[(&str, ColumnType, &str)], items: &[Value]) -> Result<Records> {
-    let schema: Vec<Column> = columns
-        .iter()
-        .map(|(name, kind, _)| Column::new(*name, *kind))
-        .collect();
-    let rows: Vec<Vec<Value>> = items
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|(_, kind, pointer)| match item.pointer(pointer) {
-                    None => Value::Null,
-                    Some(Value::String(s)) if s.is_empty() && *kind != ColumnType::Text => {
-                        Value::Null
-                    }
-                    Some(v) => v.clone(),
-                })
-                .collect()
-        })
-        .collect();
-    records_from_rows(&schema, &rows)
-}
 
 #[async_trait]
 impl Handler<SignIn> for TableauConnector {
@@ -363,6 +341,59 @@ impl Handler<SignOut> for TableauConnector {
     }
 }
 
+/// The file `publish_datasource` publishes: the file at `path`, once the call's grants
+/// allow reading it (read a chunk at a time as it is sent), else the bytes input.
+fn datasource_file(
+    ctx: &ActionContext,
+    config: &PublishDatasourceConfig,
+    input: Payload,
+) -> Result<DatasourceFile> {
+    if let Some(path) = &config.path {
+        ctx.permissions
+            .check_read(path)
+            .map_err(|e| e.with_context("path", path.display().to_string()))?;
+        let file_name = match &config.file_name {
+            Some(name) => name.clone(),
+            None => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "`{}` has no file name to publish under; give `file_name`",
+                            path.display()
+                        ),
+                    )
+                })?,
+        };
+        return Ok(DatasourceFile::Path {
+            path: path.clone(),
+            file_name,
+        });
+    }
+    let Payload::Bytes(blob) = input else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "`publish_datasource` takes the file as a bytes input or as `path`, not a {} input",
+                input.kind_name()
+            ),
+        ));
+    };
+    let file_name = config.file_name.clone().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "`publish_datasource` with a bytes input needs `file_name` (`sales.hyper`)",
+        )
+    })?;
+    Ok(DatasourceFile::Bytes {
+        data: blob.data,
+        file_name,
+    })
+}
+
 #[async_trait]
 impl Handler<PublishDatasource> for TableauConnector {
     async fn handle(
@@ -371,19 +402,7 @@ impl Handler<PublishDatasource> for TableauConnector {
         config: PublishDatasourceConfig,
         input: Payload,
     ) -> Result<PublishOutcome> {
-        let Payload::Bytes(blob) = input else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "`publish_datasource` takes the file as a bytes input, not a {} input",
-                    input.kind_name()
-                ),
-            ));
-        };
-        let file = DatasourceFile::Bytes {
-            data: blob.data,
-            file_name: config.file_name.clone(),
-        };
+        let file = datasource_file(&ctx, &config, input)?;
         let options = PublishOptions {
             name: config.name.clone(),
             project_id: config.project_id.clone(),
@@ -456,7 +475,7 @@ impl Handler<ListWorkbooks> for TableauConnector {
             limit: config.limit,
         };
         let items = self.client().workbooks(&query).await?;
-        to_records(WORKBOOK_COLUMNS, &items)
+        records_from_items(WORKBOOK_COLUMNS, &items)
     }
 }
 
@@ -477,7 +496,7 @@ impl Handler<ListViews> for TableauConnector {
             .client()
             .views(config.workbook_id.as_deref(), &query)
             .await?;
-        to_records(VIEW_COLUMNS, &items)
+        records_from_items(VIEW_COLUMNS, &items)
     }
 }
 
@@ -501,7 +520,7 @@ impl Handler<ExportViewImage> for TableauConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn workbook_items_become_typed_records() {
@@ -510,7 +529,7 @@ mod tests {
             "createdAt": "2024-01-01T08:00:00Z", "updatedAt": "",
             "project": {"id": "p1", "name": "Default"}
         })];
-        let records = to_records(WORKBOOK_COLUMNS, &items);
+        let records = records_from_items(WORKBOOK_COLUMNS, &items);
         let rows = records.and_then(|r| r.to_json_rows()).unwrap_or_default();
         assert_eq!(rows[0]["size"], 2);
         assert_eq!(rows[0]["showTabs"], true);

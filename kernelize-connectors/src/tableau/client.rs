@@ -19,7 +19,7 @@ use url::Url;
 
 use super::config::TableauSettings;
 use crate::http::{HttpClient, Layer, Next, Request, Response, Verdict, default_verdict, excerpt};
-use crate::saas::{Poll, PollSettings, build_client, poll_until};
+use crate::saas::{Poll, PollSettings, build_client, id_segment, poll_until, send_checked};
 
 /// The header that carries the session token.
 pub const AUTH_HEADER: &str = "x-tableau-auth";
@@ -357,21 +357,9 @@ fn number(value: &Value) -> Option<i64> {
     text(value).and_then(|t| t.trim().parse().ok())
 }
 
-/// An id as a path segment; anything that could change the path is refused.
+/// An id as a path segment ([`id_segment`]); anything that could change the path is refused.
 fn segment<'a>(what: &str, id: &'a str) -> Result<&'a str> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        || id == "."
-        || id == ".."
-    {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("`{id}` is not a valid Tableau {what} id (letters, digits, `-`, `_`)"),
-        ));
-    }
-    Ok(id)
+    id_segment("Tableau", what, id)
 }
 
 /// A Tableau background job (an extract refresh, a publish run as a job).
@@ -722,12 +710,7 @@ impl TableauClient {
     }
 
     async fn send(&self, request: Request, what: &str) -> Result<Response> {
-        let response = self.http.send(request).await?;
-        if response.is_success() {
-            Ok(response)
-        } else {
-            Err(api_error(&response, what))
-        }
+        send_checked(&self.http, request, what, api_error).await
     }
 
     async fn send_json(&self, request: Request, what: &str) -> Result<Value> {

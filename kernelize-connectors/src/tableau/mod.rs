@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use kernelize_core::plugin::ActionRouter;
-use kernelize_core::{PluginFactory, Result};
+use kernelize_core::{Permission, PluginFactory, Result};
 use url::Url;
 
 pub use actions::{
@@ -76,6 +76,11 @@ impl Connector for TableauConnector {
 
     fn router() -> &'static ActionRouter<Self> {
         &ROUTER
+    }
+
+    /// Network access, and reading the files `publish_datasource` publishes (`path`).
+    fn permissions() -> Vec<Permission> {
+        crate::saas::network_and_file_read()
     }
 
     async fn connect(settings: TableauSettings) -> Result<Self> {

@@ -2,19 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use kernelize_core::{Action, Blob, Error, ErrorKind, Payload, Permission, Records, Result};
+use kernelize_core::{Blob, Error, ErrorKind, Payload, Records, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::saas::{Column, ColumnType, records_from_rows};
+use crate::saas::{Batch, ColumnType, saas_action};
 
 /// The most items one write call creates, updates or deletes.
 pub const MAX_WRITES: usize = 1000;
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
 
 fn default_per_page() -> u32 {
     100
@@ -207,27 +203,7 @@ pub struct Written {
     pub items: Vec<Value>,
 }
 
-macro_rules! action {
-    ($ty:ident, $name:literal, $desc:literal, $config:ty, $input:ty, $output:ty) => {
-        #[doc = concat!("Action `", $name, "`.")]
-        #[derive(Debug)]
-        pub struct $ty;
-
-        impl Action for $ty {
-            const NAME: &'static str = $name;
-            const DESCRIPTION: &'static str = $desc;
-            type Config = $config;
-            type Input = $input;
-            type Output = $output;
-
-            fn permissions() -> Vec<Permission> {
-                network()
-            }
-        }
-    };
-}
-
-action!(
+saas_action!(
     List,
     "list",
     "List posts, pages, media, categories or tags of a site, page by page up to X-WP-TotalPages, as records.",
@@ -235,7 +211,7 @@ action!(
     Payload,
     Records
 );
-action!(
+saas_action!(
     Create,
     "create",
     "Create posts or pages (with SEO meta), one per input item.",
@@ -243,7 +219,7 @@ action!(
     Payload,
     Written
 );
-action!(
+saas_action!(
     Update,
     "update",
     "Update posts or pages by id (with SEO meta).",
@@ -251,7 +227,7 @@ action!(
     Payload,
     Written
 );
-action!(
+saas_action!(
     Delete,
     "delete",
     "Move posts or pages to the trash, or delete items for good with force.",
@@ -259,7 +235,7 @@ action!(
     Payload,
     Written
 );
-action!(
+saas_action!(
     UploadMedia,
     "upload_media",
     "Upload a file to the media library (raw body, Content-Disposition, Content-MD5), then set its alt text and caption.",
@@ -335,107 +311,6 @@ pub(crate) fn flatten_rendered(item: &mut Value) {
     }
 }
 
-/// Records of JSON objects: the `known` columns typed, in that order (null where an
-/// object lacks one), then every other field found, as text (objects and arrays as JSON).
-pub(crate) fn records_of(items: &[Value], known: &[(&str, ColumnType)]) -> Result<Records> {
-    let mut columns: Vec<Column> = known.iter().map(|(n, t)| Column::new(*n, *t)).collect();
-    for item in items {
-        if let Value::Object(map) = item {
-            for key in map.keys() {
-                if !columns.iter().any(|c| c.name == *key) {
-                    columns.push(Column::new(key.clone(), ColumnType::Text));
-                }
-            }
-        }
-    }
-    let rows: Vec<Vec<Value>> = items
-        .iter()
-        .map(|item| {
-            columns
-                .iter()
-                .map(|c| item.get(&c.name).cloned().unwrap_or(Value::Null))
-                .collect()
-        })
-        .collect();
-    records_from_rows(&columns, &rows)
-}
-
-/// Filter values as query text (lists joined by commas, as WordPress takes them).
-pub(crate) fn filter_pairs(filters: &BTreeMap<String, Value>) -> Result<Vec<(String, String)>> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    filters
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| match v {
-            Value::Object(_) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("filter `{k}` must be text, a number, a boolean or a list"),
-            )),
-            Value::Array(items) => Ok((
-                k.clone(),
-                items.iter().map(text).collect::<Vec<_>>().join(","),
-            )),
-            other => Ok((k.clone(), text(other))),
-        })
-        .collect()
-}
-
-/// The objects a write action works on: its config's one, else the input's.
-pub(crate) fn objects_of(
-    one: Option<Map<String, Value>>,
-    input: Payload,
-    what: &str,
-) -> Result<Vec<Map<String, Value>>> {
-    if let Some(one) = one {
-        return Ok(vec![one]);
-    }
-    let items = match input.into_json()? {
-        Value::Object(map) => vec![Value::Object(map)],
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("no {what} given: set it in the config or pass it as the input"),
-            ));
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the input must be a {what} object, a list of them or records, not {}",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            ));
-        }
-    };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} {what}s given; one call writes at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(map) => Ok(map),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "input item {i} is {}, not a {what} object",
-                    kernelize_core::payload::json_type_name(&other)
-                ),
-            )),
-        })
-        .collect()
-}
-
 /// The ids a `delete` works on: its config's, else the input's.
 pub(crate) fn ids_of(one: Option<u64>, input: Payload) -> Result<Vec<u64>> {
     if let Some(id) = one {
@@ -453,26 +328,15 @@ pub(crate) fn ids_of(one: Option<u64>, input: Payload) -> Result<Vec<u64>> {
             _ => None,
         }
     };
-    let items = match input.into_json()? {
-        Value::Array(items) => items,
-        Value::Null => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no id given: set `id` or pass ids (or objects with `id`) as the input",
-            ));
-        }
-        one => vec![one],
+    let batch = Batch {
+        none: "no id given: set `id` or pass ids (or objects with `id`) as the input",
+        item: "item",
+        items: "ids",
+        verb: "deletes",
+        max: MAX_WRITES,
     };
-    if items.len() > MAX_WRITES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} ids given; one call deletes at most {MAX_WRITES}",
-                items.len()
-            ),
-        ));
-    }
-    items
+    batch
+        .values(input)?
         .iter()
         .enumerate()
         .map(|(i, v)| {

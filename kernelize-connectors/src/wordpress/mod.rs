@@ -21,8 +21,11 @@ pub use client::{
 };
 pub use config::{DEFAULT_MAX_PAGES, SeoKeys, SiteSettings, WordPressSettings};
 
-use crate::saas::{Connector, parse_url};
-use actions::{columns_of, filter_pairs, flatten_rendered, ids_of, objects_of, records_of};
+use crate::saas::{
+    Connector, OtherFields, max_pages, objects_of, parse_url, query_pairs, records_of_objects,
+    within,
+};
+use actions::{columns_of, flatten_rendered, ids_of};
 
 /// The plugin's id.
 pub const ID: &str = "wordpress-connector";
@@ -100,24 +103,6 @@ impl WordPressConnector {
     }
 }
 
-/// Runs `work` bounded by the call's deadline and cancellation.
-async fn within<T>(
-    ctx: &ActionContext,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let deadline = ctx.deadline.map(tokio::time::Instant::from_std);
-    tokio::select! {
-        _ = ctx.cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "the WordPress call was cancelled")),
-        _ = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        } => Err(Error::new(ErrorKind::Timeout, "the WordPress call passed its deadline")),
-        out = work => out,
-    }
-}
-
 #[async_trait]
 impl Connector for WordPressConnector {
     const ID: &'static str = ID;
@@ -160,24 +145,20 @@ impl Handler<List> for WordPressConnector {
         _input: Payload,
     ) -> Result<Records> {
         let site = self.site(config.site.as_deref())?;
-        let max_pages = match config.max_pages {
-            Some(0) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "`max_pages` must be at least 1",
-                ));
-            }
-            Some(n) => n,
-            None => self.max_pages,
-        };
-        let filters = filter_pairs(&config.filters)?;
+        let max_pages = max_pages(config.max_pages, self.max_pages)?;
+        let filters = query_pairs(&config.filters, "filter", "")?;
         let mut listed = within(
             &ctx,
+            "WordPress",
             site.list(config.resource.path(), &filters, config.per_page, max_pages),
         )
         .await?;
         listed.items.iter_mut().for_each(flatten_rendered);
-        records_of(&listed.items, columns_of(config.resource))
+        records_of_objects(
+            &listed.items,
+            columns_of(config.resource),
+            OtherFields::Text,
+        )
     }
 }
 
@@ -190,14 +171,18 @@ impl Handler<Create> for WordPressConnector {
         input: Payload,
     ) -> Result<Written> {
         let site = self.site(config.site.as_deref())?;
-        let items = objects_of(config.post, input, "post")?;
+        let items = objects_of(config.post, input, "post", MAX_WRITES)?;
         let mut written = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             ctx.check_alive()?;
             let item = self.with_seo(item, config.seo.as_ref())?;
-            let done = within(&ctx, site.create(config.resource.path(), &item))
-                .await
-                .map_err(|e| e.with_context("item", i))?;
+            let done = within(
+                &ctx,
+                "WordPress",
+                site.create(config.resource.path(), &item),
+            )
+            .await
+            .map_err(|e| e.with_context("item", i))?;
             written.push(done);
         }
         Ok(Written { items: written })
@@ -213,7 +198,7 @@ impl Handler<Update> for WordPressConnector {
         input: Payload,
     ) -> Result<Written> {
         let site = self.site(config.site.as_deref())?;
-        let items = objects_of(config.post, input, "post")?;
+        let items = objects_of(config.post, input, "post", MAX_WRITES)?;
         let mut written = Vec::with_capacity(items.len());
         for (i, mut item) in items.into_iter().enumerate() {
             ctx.check_alive()?;
@@ -229,9 +214,13 @@ impl Handler<Update> for WordPressConnector {
                 )
             })?;
             let item = self.with_seo(item, config.seo.as_ref())?;
-            let done = within(&ctx, site.update(config.resource.path(), id, &item))
-                .await
-                .map_err(|e| e.with_context("id", id))?;
+            let done = within(
+                &ctx,
+                "WordPress",
+                site.update(config.resource.path(), id, &item),
+            )
+            .await
+            .map_err(|e| e.with_context("id", id))?;
             written.push(done);
         }
         Ok(Written { items: written })
@@ -251,9 +240,13 @@ impl Handler<Delete> for WordPressConnector {
         let mut written = Vec::with_capacity(ids.len());
         for id in ids {
             ctx.check_alive()?;
-            let done = within(&ctx, site.delete(config.resource.path(), id, config.force))
-                .await
-                .map_err(|e| e.with_context("id", id))?;
+            let done = within(
+                &ctx,
+                "WordPress",
+                site.delete(config.resource.path(), id, config.force),
+            )
+            .await
+            .map_err(|e| e.with_context("id", id))?;
             written.push(done);
         }
         Ok(Written { items: written })
@@ -286,7 +279,7 @@ impl Handler<UploadMedia> for WordPressConnector {
             data: input.data,
             content_md5: config.content_md5,
         };
-        let media = within(&ctx, site.upload_media(&upload))
+        let media = within(&ctx, "WordPress", site.upload_media(&upload))
             .await
             .map_err(|e| e.with_context("filename", &config.filename))?;
         let mut fields = Map::new();
@@ -312,7 +305,7 @@ impl Handler<UploadMedia> for WordPressConnector {
                 "WordPress's answer to the upload has no numeric `id`",
             )
         })?;
-        within(&ctx, site.update("media", id, &fields))
+        within(&ctx, "WordPress", site.update("media", id, &fields))
             .await
             .map_err(|e| {
                 e.with_context("media_id", id).with_context(

@@ -11,19 +11,17 @@ use serde_json::{Map, Value};
 
 use super::ZapierConnector;
 use super::client::{Delivery, HookAnswer, HookBody, HookMethod};
-use super::config::{HookUrl, origin, redact};
+use super::config::HookUrl;
 use super::subscriptions::{Subscription, SubscriptionStore};
-use crate::saas::{Column, ColumnType, check_host, parse_url, records_from_rows};
+use crate::saas::{
+    Column, ColumnType, check_host, origin, parse_url, records_from_rows, saas_action, without_path,
+};
 
 /// The most rows `trigger` sends one by one in a call.
 pub const MAX_ROWS: usize = 10_000;
 
 /// How many REST Hook deliveries `notify` has in flight at once.
 pub const DELIVERY_CONCURRENCY: usize = 8;
-
-fn network() -> Vec<Permission> {
-    vec![Permission::Network { host: "*".into() }]
-}
 
 fn yes() -> bool {
     true
@@ -73,22 +71,15 @@ pub struct TriggerOutput {
     pub answers: Vec<HookAnswer>,
 }
 
-/// `trigger`: sends data to a Zapier catch hook, starting its Zap.
-#[derive(Debug)]
-pub struct Trigger;
-
-impl Action for Trigger {
-    const NAME: &'static str = "trigger";
-    const DESCRIPTION: &'static str =
-        "Sends the input (JSON, records or bytes) to a Zapier catch hook, starting its Zap.";
-    type Config = TriggerConfig;
-    type Input = Payload;
-    type Output = TriggerOutput;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `trigger`: sends data to a Zapier catch hook, starting its Zap.
+    Trigger,
+    "trigger",
+    "Sends the input (JSON, records or bytes) to a Zapier catch hook, starting its Zap.",
+    TriggerConfig,
+    Payload,
+    TriggerOutput
+);
 
 /// Config of `subscribe`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -216,21 +207,15 @@ pub struct NotifyOutput {
     pub failed: Vec<FailedDelivery>,
 }
 
-/// `notify`: POSTs an event's payload to every subscription to it.
-#[derive(Debug)]
-pub struct Notify;
-
-impl Action for Notify {
-    const NAME: &'static str = "notify";
-    const DESCRIPTION: &'static str = "Delivers an event's payload to every REST Hook subscription to it; subscriptions answered 410 are removed.";
-    type Config = NotifyConfig;
-    type Input = Payload;
-    type Output = NotifyOutput;
-
-    fn permissions() -> Vec<Permission> {
-        network()
-    }
-}
+saas_action!(
+    /// `notify`: POSTs an event's payload to every subscription to it.
+    Notify,
+    "notify",
+    "Delivers an event's payload to every REST Hook subscription to it; subscriptions answered 410 are removed.",
+    NotifyConfig,
+    Payload,
+    NotifyOutput
+);
 
 // ---- handlers -----------------------------------------------------------------------------
 
@@ -403,7 +388,7 @@ impl Handler<Subscribe> for ZapierConnector {
             )
         })?;
         let (subscription, created) = store.subscribe(url.as_str(), &event).await?;
-        tracing::info!(id = %subscription.id, event = %event, target = %redact(&url), created, "REST Hook subscription");
+        tracing::info!(id = %subscription.id, event = %event, target = %without_path(&url), created, "REST Hook subscription");
         Ok(subscription)
     }
 }

@@ -10,12 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::config::{HOOKS_HOST, HookUrl, redact};
-use crate::http::{
-    ConcurrencyLimit, HttpClient, Method, RateLimit, Request, Response, RetryLayer, TimeoutLayer,
-    excerpt,
-};
-use crate::saas::HttpOptions;
+use super::config::{HOOKS_HOST, HookUrl};
+use crate::http::{HttpClient, Method, Request, Response, excerpt};
+use crate::saas::{HttpOptions, answer_error, build_client_on, without_path};
 
 /// The header that turns off Zapier's parsing of nested JSON and form fields.
 pub const RECURSE_PARSE: &str = "x-recurse-parse";
@@ -86,8 +83,7 @@ pub struct ZapierClient {
 }
 
 impl ZapierClient {
-    /// A client with the layers of `options` (concurrency, call timeout, retry, rate limit,
-    /// attempt timeout, in the order of [`build_client`](crate::saas::build_client)) over a
+    /// A client with the layers of `options` (as [`build_client_on`] stacks them) over a
     /// connection pool that does not follow redirects.
     pub fn new(options: &HttpOptions) -> Result<Self> {
         let pool = reqwest::Client::builder()
@@ -101,28 +97,7 @@ impl ZapierClient {
                     format!("cannot build the HTTP client: {e}"),
                 )
             })?;
-        let mut builder = HttpClient::builder(HOOKS_HOST)?.reqwest_client(pool);
-        if let Some(max) = options.concurrency {
-            if max == 0 {
-                return Err(Error::new(
-                    ErrorKind::ConfigInvalid,
-                    "http.concurrency must be at least 1",
-                ));
-            }
-            builder = builder.layer(ConcurrencyLimit::new(max));
-        }
-        builder = builder
-            .layer(TimeoutLayer::per_call(options.timeout.call))
-            .layer(RetryLayer::new(options.retry.clone()));
-        if let Some(limit) = &options.rate_limit {
-            builder = builder.layer(RateLimit::new(
-                limit.per_second,
-                limit.burst.unwrap_or(limit.per_second),
-            )?);
-        }
-        let http = builder
-            .layer(TimeoutLayer::per_attempt(options.timeout.attempt))
-            .build()?;
+        let http = build_client_on(pool, HOOKS_HOST, options, None, Vec::new())?;
         Ok(Self { http })
     }
 
@@ -169,7 +144,7 @@ impl ZapierClient {
     /// POSTs a REST Hook event to a subscription's target URL. A 410 is
     /// [`Delivery::Gone`]; any other non-2xx is an error. Sent once, except after a 429.
     pub async fn deliver(&self, target: &Url, payload: &Value) -> Result<Delivery> {
-        let what = format!("POST to the REST Hook target {}", redact(target));
+        let what = format!("POST to the REST Hook target {}", without_path(target));
         let request = Request::new(Method::POST, target.clone())
             .json(payload)?
             .path_template("/hooks/standard/{account}/{id}/");
@@ -224,7 +199,8 @@ fn hook_error(response: &Response, what: &str) -> Error {
         429 => ErrorKind::RateLimited,
         _ => ErrorKind::Remote,
     };
-    let mut error = Error::new(
+    answer_error(
+        response,
         kind,
         format!(
             "{what} answered {}: {}",
@@ -232,16 +208,6 @@ fn hook_error(response: &Response, what: &str) -> Error {
             excerpt(&response.body)
         ),
     )
-    .with_status(status);
-    error = if status == 408 || status == 429 || response.status.is_server_error() {
-        error.set_temporary()
-    } else {
-        error.set_permanent()
-    };
-    if let Some(after) = response.retry_after() {
-        error = error.with_retry_after(after);
-    }
-    error
 }
 
 /// `error` with `url`'s path (the credential) taken out of its message and context.
@@ -249,7 +215,8 @@ pub(crate) fn scrub(error: Error, url: &Url) -> Error {
     let path = url.path();
     let clean = |text: &str| {
         if path.len() > 1 {
-            text.replace(url.as_str(), &redact(url)).replace(path, "/…")
+            text.replace(url.as_str(), &without_path(url))
+                .replace(path, "/…")
         } else {
             text.to_string()
         }

@@ -8,9 +8,8 @@ pub mod subscriptions;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use kernelize_core::config::ResolvedConfig;
-use kernelize_core::plugin::{ActionRouter, Call, HealthReport, InitContext, PluginMetadata};
-use kernelize_core::{Payload, Permission, Plugin, PluginFactory, Result};
+use kernelize_core::plugin::ActionRouter;
+use kernelize_core::{Permission, PluginFactory, Result};
 use url::Url;
 
 pub use actions::{
@@ -19,54 +18,17 @@ pub use actions::{
     TriggerConfig, TriggerOutput, Unsubscribe, UnsubscribeConfig, Unsubscribed,
 };
 pub use client::{Delivery, HookAnswer, HookBody, HookMethod, RECURSE_PARSE, ZapierClient};
-pub use config::{HOOKS_HOST, HookUrl, ZapierSettings};
+pub use config::{HOOKS_HOST, HookUrl, ZapierHook, ZapierSettings};
 pub use subscriptions::{MAX_SUBSCRIPTIONS, Subscription, SubscriptionStore};
 
-use crate::saas::{Connector, Hosted};
+use crate::saas::Connector;
 
 /// The plugin's id.
 pub const ID: &str = "zapier-connector";
 
 /// The `zapier-connector` plugin's factory, for a registry or a manager.
 pub fn factory() -> PluginFactory {
-    PluginFactory::new(|| Box::new(ZapierPlugin::default()))
-}
-
-/// The `zapier-connector` plugin: [`Hosted`] around [`ZapierConnector`], declaring besides
-/// the network the file access the REST Hook actions need (a host grants it for the
-/// subscriptions file; each call checks it).
-#[derive(Debug, Default)]
-pub struct ZapierPlugin {
-    inner: Hosted<ZapierConnector>,
-}
-
-#[async_trait]
-impl Plugin for ZapierPlugin {
-    fn metadata(&self) -> PluginMetadata {
-        self.inner
-            .metadata()
-            .needs(Permission::FileWrite { path: "/".into() })
-    }
-
-    fn validate(&self, config: &ResolvedConfig) -> Result<()> {
-        self.inner.validate(config)
-    }
-
-    async fn initialize(&mut self, ctx: InitContext) -> Result<()> {
-        self.inner.initialize(ctx).await
-    }
-
-    async fn execute(&self, call: Call) -> Result<Payload> {
-        self.inner.execute(call).await
-    }
-
-    async fn shutdown(&self) -> Result<()> {
-        self.inner.shutdown().await
-    }
-
-    async fn health(&self) -> HealthReport {
-        self.inner.health().await
-    }
+    crate::saas::factory::<ZapierConnector>()
 }
 
 static ROUTER: LazyLock<ActionRouter<ZapierConnector>> = LazyLock::new(|| {
@@ -111,11 +73,20 @@ impl Connector for ZapierConnector {
         &ROUTER
     }
 
+    /// Besides the network, the file access the REST Hook actions need (a host grants it
+    /// for the subscriptions file; each call checks it).
+    fn permissions() -> Vec<Permission> {
+        vec![
+            Permission::Network { host: "*".into() },
+            Permission::FileWrite { path: "/".into() },
+        ]
+    }
+
     async fn connect(settings: ZapierSettings) -> Result<Self> {
         let client = ZapierClient::new(&settings.http)?;
         let mut hosts = Vec::new();
         if let Some(hook) = &settings.hook_url {
-            hosts.push(config::origin(&hook.url()?));
+            hosts.push(crate::saas::origin(&hook.url()?));
         }
         Ok(Self {
             client,
