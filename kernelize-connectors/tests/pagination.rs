@@ -12,8 +12,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
-use kernelize_connectors::http::{HttpClient, Method, Pagination, Paginator};
-use kernelize_core::ErrorKind;
+use kernelize_connectors::http::{
+    HttpClient, Method, Pagination, Paginator, Response as HttpResponse,
+};
+use kernelize_core::{Error, ErrorKind};
 use serde_json::{Value, json};
 
 const ITEMS: usize = 7;
@@ -133,6 +135,28 @@ async fn elsewhere(State(hits): State<Hits>, Query(q): Params) -> Response {
     )
 }
 
+/// Page 1 answers and links to page 2, which answers 422 with a vendor error body (the
+/// WordPress shape) and a request id header.
+async fn failing(State(hits): State<Hits>, Query(q): Params) -> Response {
+    record(&hits, "/failing", &q);
+    if number(&q, "page", 1) == 1 {
+        return json_response(
+            vec![(
+                "link",
+                r#"</failing?page=2&token=s3cret>; rel="next""#.into(),
+            )],
+            json!([{"id": 0}, {"id": 1}]),
+        );
+    }
+    let mut response = json_response(
+        vec![("x-request-id", "req-7".into())],
+        json!({"code": "rest_invalid_param", "message": "Invalid parameter(s): status",
+               "data": {"status": 422}}),
+    );
+    *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    response
+}
+
 async fn start() -> (HttpClient, Hits) {
     let hits: Hits = Arc::default();
     let app = Router::new()
@@ -143,6 +167,7 @@ async fn start() -> (HttpClient, Hits) {
         .route("/next", get(next_url))
         .route("/stuck", get(stuck))
         .route("/elsewhere", get(elsewhere))
+        .route("/failing", get(failing))
         .with_state(hits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -307,4 +332,105 @@ async fn a_next_page_on_another_origin_is_not_followed() {
     assert!(error.to_string().contains("another origin"), "{error}");
     assert!(error.to_string().contains("http://127.0.0.2:9"), "{error}");
     assert_eq!(hits.lock().unwrap().len(), 1);
+}
+
+/// A vendor mapping, as a connector writes it: the status, a header and the JSON body.
+fn vendor_error(response: &HttpResponse) -> Option<Error> {
+    let body: Value = serde_json::from_slice(&response.body).ok()?;
+    let code = body["code"].as_str()?;
+    let message = body["message"].as_str()?;
+    let kind = match response.status.as_u16() {
+        400 | 422 => ErrorKind::InvalidInput,
+        _ => ErrorKind::Remote,
+    };
+    Some(
+        Error::new(
+            kind,
+            format!(
+                "vendor answered {}: {code}: {message} (request {})",
+                response.status.as_u16(),
+                response.header("x-request-id").unwrap_or("?")
+            ),
+        )
+        .with_status(response.status.as_u16())
+        .with_context("code", code)
+        .set_permanent(),
+    )
+}
+
+#[tokio::test]
+async fn a_failing_page_becomes_the_error_the_mapper_builds_with_the_page_as_context() {
+    let (client, hits) = start().await;
+    let calls = Arc::new(Mutex::new(0));
+    let seen = calls.clone();
+    let paginator = Paginator::new(Pagination::Link).map_error(move |response| {
+        *seen.lock().unwrap() += 1;
+        vendor_error(response)
+    });
+    let request = client.request(Method::GET, "failing").unwrap();
+    let error = client.paginate_all(request, paginator).await.unwrap_err();
+
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert_eq!(error.status(), Some(422));
+    assert!(!error.is_temporary());
+    assert_eq!(
+        error.message(),
+        "vendor answered 422: rest_invalid_param: Invalid parameter(s): status (request req-7)"
+    );
+    assert_eq!(error.context_value("code"), Some("rest_invalid_param"));
+    assert_eq!(error.context_value("page"), Some("2"));
+    let url = error.context_value("url").unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/failing"),
+        "{url}"
+    );
+    // The query (here a token) stays out of the error.
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+    // Called for the failing page only, not for the good one.
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert_eq!(hits.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_stream_gives_the_good_pages_before_the_mapped_error() {
+    let (client, _) = start().await;
+    let paginator = Paginator::new(Pagination::Link).map_error(vendor_error);
+    let request = client.request(Method::GET, "failing").unwrap();
+    let mut pages = std::pin::pin!(client.paginate(request, paginator));
+    let first = pages.try_next().await.unwrap().unwrap();
+    assert_eq!((first.number, first.items.len(), first.more), (1, 2, true));
+    let error = pages.try_next().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert_eq!(error.context_value("page"), Some("2"));
+}
+
+#[tokio::test]
+async fn a_mapper_answering_none_leaves_the_generic_error() {
+    let (client, _) = start().await;
+    let calls = Arc::new(Mutex::new(0));
+    let seen = calls.clone();
+    let paginator = Paginator::new(Pagination::Link).map_error(move |_| {
+        *seen.lock().unwrap() += 1;
+        None
+    });
+    let request = client.request(Method::GET, "failing").unwrap();
+    let mapped_none = client.paginate_all(request, paginator).await.unwrap_err();
+    assert_eq!(*calls.lock().unwrap(), 1);
+
+    let request = client.request(Method::GET, "failing").unwrap();
+    let without = client
+        .paginate_all(request, Paginator::new(Pagination::Link))
+        .await
+        .unwrap_err();
+
+    for error in [&mapped_none, &without] {
+        assert_eq!(error.kind(), ErrorKind::Remote);
+        assert_eq!(error.status(), Some(422));
+        assert!(error.message().contains("answered 422"), "{error}");
+        // The generic error quotes the body as text.
+        assert!(error.message().contains("rest_invalid_param"), "{error}");
+        assert_eq!(error.context_value("page"), Some("2"));
+        assert_eq!(error.context_value("url"), None);
+    }
+    assert_eq!(mapped_none.to_string(), without.to_string());
 }

@@ -204,6 +204,69 @@ async fn a_graphql_throttle_answered_429_is_waited_out_by_its_cost() {
     graphql_throttle_is_waited_out(429).await;
 }
 
+/// Four product walks at once over GraphQL, two products a page: four pages of 4 points
+/// per walk, 64 points in all, from a bucket of 20 points that restores 40 a second.
+/// Gives each walk's outcome, the THROTTLED answers the fake gave, the GraphQL requests
+/// it saw and the time the run took.
+async fn four_graphql_walks_on_a_small_bucket(
+    pacing: bool,
+) -> (Vec<kernelize_core::Result<Payload>>, u32, usize, Duration) {
+    let config = Config {
+        graphql_maximum_available: 20.0,
+        graphql_restore_rate: 40.0,
+        ..Config::default()
+    };
+    let counter = config.clone();
+    let fake = start(config).await.unwrap();
+    let m = manager(
+        &fake,
+        json!({
+            "api": "graphql",
+            "graphql_pacing": pacing,
+            "graphql_bucket": {"default_cost": 50, "max_wait": "20s"},
+            "http": {"retry": {"base_delay": "10ms", "max_attempts": 10}},
+        }),
+    )
+    .await;
+
+    let started = Instant::now();
+    let walk = || call(&m, "list_products", json!({"limit": 2}), Payload::Empty);
+    let (a, b, c, d) = tokio::join!(walk(), walk(), walk(), walk());
+    let elapsed = started.elapsed();
+
+    let requests = fake.journal().matching("POST", &path("graphql.json")).len();
+    (
+        vec![a, b, c, d],
+        counter.throttled_answers(),
+        requests,
+        elapsed,
+    )
+}
+
+#[tokio::test]
+async fn graphql_calls_are_paced_by_the_cost_bucket_before_shopify_throttles_them() {
+    let (walks, throttled, requests, elapsed) = four_graphql_walks_on_a_small_bucket(true).await;
+
+    for walk in walks {
+        assert_eq!(saas_common::json_rows(walk.unwrap()).len(), 7);
+    }
+    assert_eq!(throttled, 0, "the fake never had to answer THROTTLED");
+    assert_eq!(requests, 16, "four pages per walk, none sent twice");
+    // The bucket holds 20 of the 64 points: the other 44 take 1.1 s to come back.
+    assert!(
+        elapsed >= Duration::from_millis(1100),
+        "the restore rate allows no less: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_graphql_pacing_the_same_run_is_throttled() {
+    let (_walks, throttled, requests, _elapsed) = four_graphql_walks_on_a_small_bucket(false).await;
+
+    assert!(throttled >= 1, "the run overflows the bucket unpaced");
+    assert!(requests > 16, "throttled requests were sent again");
+}
+
 #[tokio::test]
 async fn a_throttled_mutation_is_retried_since_shopify_did_not_run_it() {
     let fake = start(Config {

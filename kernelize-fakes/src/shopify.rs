@@ -30,11 +30,14 @@
 //!   `{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}]}` with status
 //!   [`Config::throttle_status`] (200 or 429: sources disagree). [`Config::graphql_throttle_times`]
 //!   empties the bucket for the first N GraphQL requests, so they are throttled.
+//!   [`Config::throttled`] counts the THROTTLED answers given (keep a clone of it to read
+//!   it after the run).
 //!
 //! The data is fixed: [`Config::products`] products (ids from 1001), [`Config::orders`]
 //! orders (every third one closed), [`Config::customers`] customers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -80,6 +83,16 @@ pub struct Config {
     pub throttle_status: u16,
     /// The status of a REST product creation (201; 200 for tolerance tests).
     pub create_status: u16,
+    /// How many THROTTLED GraphQL answers the fake gave; shared with clones of the
+    /// config, so a test keeps a clone to read it.
+    pub throttled: Arc<AtomicU32>,
+}
+
+impl Config {
+    /// How many THROTTLED GraphQL answers the fake gave so far.
+    pub fn throttled_answers(&self) -> u32 {
+        self.throttled.load(Ordering::SeqCst)
+    }
 }
 
 impl Default for Config {
@@ -100,6 +113,7 @@ impl Default for Config {
             graphql_throttle_times: 0,
             throttle_status: 200,
             create_status: 201,
+            throttled: Arc::new(AtomicU32::new(0)),
         }
     }
 }
@@ -575,6 +589,7 @@ fn graphql(state: &mut State, body: &Bytes) -> Response {
         }})
     };
     if requested > state.gql_available {
+        state.config.throttled.fetch_add(1, Ordering::SeqCst);
         return answer(
             state.config.throttle_status,
             json!({

@@ -108,11 +108,17 @@ impl DrupalClient {
         })
         .items_at("/data")
         .max_pages(max_pages.unwrap_or(self.max_pages));
-        let collected = self
-            .http
-            .paginate_all(request.path_template(&path), paginator)
-            .await
-            .map_err(walk_error)?;
+        let request = request.path_template(&path);
+        let describe = format!("{} /jsonapi/{}", request.method, request.path_label());
+        let paginator = paginator.map_error(move |response| {
+            Some(jsonapi_failure(
+                &describe,
+                response.status.as_u16(),
+                &response.body,
+                response.retry_after(),
+            ))
+        });
+        let collected = self.http.paginate_all(request, paginator).await?;
         Ok(Listed {
             items: collected.items,
             pages: collected.pages,
@@ -368,18 +374,4 @@ fn jsonapi_failure(
         error = error.with_retry_after(after);
     }
     error
-}
-
-/// A page walk's error (its message quotes the body) with the JSON:API messages, and the
-/// kind following the status as for other calls.
-fn walk_error(e: Error) -> Error {
-    let Some(status) = e.status() else {
-        return e;
-    };
-    let quoted = e.message().find('{').map(|i| &e.message()[i..]);
-    let body = match quoted {
-        Some(json) if messages(json.as_bytes()).is_some() => json.as_bytes().to_vec(),
-        _ => e.message().as_bytes().to_vec(),
-    };
-    jsonapi_failure("GET (list)", status, &body, e.retry_after())
 }

@@ -25,7 +25,9 @@ pub use client::{ClientSettings, HttpClient, HttpClientBuilder};
 pub use connector::RESTConnector;
 pub use layer::{Layer, Next, Transport};
 pub use limits::{ConcurrencyLimit, RateLimit};
-pub use paginate::{Collected, DEFAULT_MAX_PAGES, Page, Pagination, Paginator, next_link};
+pub use paginate::{
+    Collected, DEFAULT_MAX_PAGES, ErrorMapper, Page, Pagination, Paginator, next_link,
+};
 pub use request::{BODY_EXCERPT, Body, IDEMPOTENCY_KEY, Part, Request, Response, excerpt};
 pub use retry::{Classifier, RetryLayer, RetryPolicy, Verdict, default_verdict};
 pub use timeout::{TimeoutLayer, TimeoutScope};

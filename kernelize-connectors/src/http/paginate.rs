@@ -6,8 +6,16 @@
 //! server sends the walk back to a page it already gave (a repeated next link or cursor),
 //! so that a misbehaving API cannot keep a caller paging forever. A next page on another
 //! origin (scheme, host, port) is an error too: the stack's credentials go with every page.
+//!
+//! A page that answers non-2xx (after the stack's retries) ends the walk with an error:
+//! by default the generic one [`Response::error_for_status`] builds (kind by status, the
+//! start of the body quoted in the message). A connector whose API has its own error shape
+//! gives the walk an [`ErrorMapper`] ([`Paginator::map_error`]) so that a failing page
+//! becomes the same error its single requests do.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 
 use futures::Stream;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -116,6 +124,42 @@ fn default_total_pages_header() -> Option<String> {
 /// runaway one.
 pub const DEFAULT_MAX_PAGES: usize = 1000;
 
+/// Turns a failing page's whole answer (status, headers, body) into the vendor's own
+/// error; `None` leaves it to the generic one. See [`Paginator::map_error`].
+///
+/// Cheap to clone (shared). Two mappers are equal when they are the same shared function,
+/// so a [`Paginator`] stays comparable.
+#[derive(Clone)]
+pub struct ErrorMapper(Arc<MapFn>);
+
+type MapFn = dyn Fn(&Response) -> Option<Error> + Send + Sync;
+
+impl ErrorMapper {
+    /// A mapper calling `map`.
+    pub fn new(map: impl Fn(&Response) -> Option<Error> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(map))
+    }
+
+    /// The error for `response`, if the mapper has one.
+    pub fn map(&self, response: &Response) -> Option<Error> {
+        (self.0)(response)
+    }
+}
+
+impl fmt::Debug for ErrorMapper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorMapper(..)")
+    }
+}
+
+impl PartialEq for ErrorMapper {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ErrorMapper {}
+
 /// A pagination walk: how the API pages, where the items are, and how many pages at most.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Paginator {
@@ -128,6 +172,12 @@ pub struct Paginator {
     /// Most pages fetched; the walk stops there and says it was cut short.
     #[serde(default = "default_max_pages")]
     pub max_pages: usize,
+    /// How a non-2xx page becomes an error ([`Paginator::map_error`]); `None`, and when it
+    /// answers `None`, the generic [`Response::error_for_status`]. Code only: not part of
+    /// the serialized config.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub error_mapper: Option<ErrorMapper>,
 }
 
 fn default_max_pages() -> usize {
@@ -141,6 +191,7 @@ impl Paginator {
             pagination,
             items_path: None,
             max_pages: DEFAULT_MAX_PAGES,
+            error_mapper: None,
         }
     }
 
@@ -153,6 +204,21 @@ impl Paginator {
     /// At most `max_pages` pages.
     pub fn max_pages(mut self, max_pages: usize) -> Self {
         self.max_pages = max_pages;
+        self
+    }
+
+    /// Maps a failing page to the vendor's error: `map` is called with the whole answer
+    /// of a page that is not 2xx (after the stack's retries), before the generic error is
+    /// built. When it returns `Some(error)`, the walk ends with that error, given the
+    /// context `page` (its number, from 1) and `url` (origin and path, without the
+    /// query); when it returns `None`, with the generic [`Response::error_for_status`]
+    /// error, as without a mapper. The error is taken as the mapper builds it: status,
+    /// temporary/permanent and `Retry-After` are its to set.
+    pub fn map_error(
+        mut self,
+        map: impl Fn(&Response) -> Option<Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.error_mapper = Some(ErrorMapper::new(map));
         self
     }
 }
@@ -196,7 +262,8 @@ struct State {
 impl HttpClient {
     /// Walks the pages of `request` as a stream. Each page is fetched when the stream is
     /// polled for it; a non-2xx answer (after the stack's retries) ends the stream with
-    /// its error.
+    /// its error: the [paginator's mapping](Paginator::map_error) of it, or the generic
+    /// one.
     pub fn paginate(
         &self,
         request: Request,
@@ -303,12 +370,25 @@ fn first_request(state: &mut State, request: Request) -> Result<Request> {
 
 async fn fetch(state: &mut State, request: Request) -> Result<Page> {
     let describe = request.describe();
+    let number = state.number + 1;
     let response = state
         .client
-        .send_ok(request.clone())
+        .send(request.clone())
         .await
-        .map_err(|e| e.with_context("page", (state.number + 1).to_string()))?;
-    state.number += 1;
+        .map_err(|e| e.with_context("page", number))?;
+    if !response.is_success()
+        && let Some(error) = state
+            .paginator
+            .error_mapper
+            .as_ref()
+            .and_then(|mapper| mapper.map(&response))
+    {
+        return Err(mapped_error(error, &request, number));
+    }
+    let response = response
+        .error_for_status(&describe)
+        .map_err(|e| e.with_context("page", number))?;
+    state.number = number;
     let body: Option<Value> = if response.body.is_empty() {
         None
     } else {
@@ -336,6 +416,31 @@ async fn fetch(state: &mut State, request: Request) -> Result<Page> {
         items,
         more,
     })
+}
+
+/// A mapper's error for page `number`, with the page and its URL as context.
+fn mapped_error(error: Error, request: &Request, number: usize) -> Error {
+    error
+        .with_context("page", number)
+        .with_context("url", page_url(request))
+}
+
+/// The page's URL for an error: origin and path, without the query, which may carry
+/// credentials. A path template stands for the path, as in `Request::describe`; a relative
+/// one (`node/{id}`, relative to the client's base URL) stands for as many trailing
+/// segments of the path, after the base path.
+fn page_url(request: &Request) -> String {
+    let origin = request.url.origin().ascii_serialization();
+    let label = request.path_label();
+    if label.starts_with('/') {
+        return format!("{origin}{label}");
+    }
+    let segments: Vec<&str> = request.url.path().split('/').collect();
+    let keep = segments
+        .len()
+        .saturating_sub(label.split('/').count())
+        .max(1);
+    format!("{origin}{}/{label}", segments[..keep].join("/"))
 }
 
 /// The request for the page after this one, or `None` when this was the last.
@@ -645,5 +750,61 @@ mod tests {
         );
         let bad = serde_json::from_value::<Pagination>(serde_json::json!({"kind": "pages"}));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_page_url_keeps_the_base_path_under_a_relative_template_and_drops_the_query() {
+        let request = |url: &str, template: Option<&str>| {
+            let url = Url::parse(url).unwrap_or_else(|e| panic!("{e}"));
+            let request = Request::new(reqwest::Method::GET, url);
+            match template {
+                Some(t) => page_url(&request.path_template(t)),
+                None => page_url(&request),
+            }
+        };
+        assert_eq!(
+            request(
+                "http://h:8/jsonapi/node/article?page[offset]=50",
+                Some("node/article")
+            ),
+            "http://h:8/jsonapi/node/article"
+        );
+        assert_eq!(
+            request(
+                "https://h/api/v2/items/123/secret?token=x",
+                Some("items/{id}/{key}")
+            ),
+            "https://h/api/v2/items/{id}/{key}"
+        );
+        assert_eq!(
+            request(
+                "https://h/hooks/catch/1/abc/",
+                Some("/hooks/catch/{account}/{hook}/")
+            ),
+            "https://h/hooks/catch/{account}/{hook}/"
+        );
+        assert_eq!(request("https://h/x", Some("a/b/c")), "https://h/a/b/c");
+        assert_eq!(
+            request("https://h/v1/posts?page=2", None),
+            "https://h/v1/posts"
+        );
+    }
+
+    #[test]
+    fn an_error_mapper_is_code_only_and_compared_by_identity() {
+        let plain = Paginator::new(Pagination::Link);
+        let mapped = plain.clone().map_error(|_| None);
+        // Not in the config: it serializes as the plain walk and reads back without one.
+        let json = serde_json::to_value(&mapped).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            json,
+            serde_json::to_value(&plain).unwrap_or_else(|e| panic!("{e}"))
+        );
+        let back: Paginator = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, plain);
+        assert_eq!(mapped.clone(), mapped);
+        assert_ne!(mapped, plain);
+        assert_ne!(mapped, plain.map_error(|_| None));
+        assert!(format!("{mapped:?}").contains("ErrorMapper(..)"));
     }
 }

@@ -257,16 +257,22 @@ impl Request {
     }
 
     /// A short description for errors and logs: `GET https://host/path` (no query, which
-    /// may carry credentials). With a [path template](Request::path_template) the template
-    /// stands for the path, so a URL whose path is itself a credential (a Slack webhook, a
-    /// Zapier catch hook) is never written out.
+    /// may carry credentials). With an absolute [path template](Request::path_template)
+    /// (`/services/{webhook}`) the template stands for the path, so a URL whose path is
+    /// itself a credential (a Slack webhook, a Zapier catch hook) is never written out.
     pub fn describe(&self) -> String {
+        // A relative template (`node/article`) names a route, not the path: the URL's path
+        // is written then.
+        let path = match self.path_template.as_deref() {
+            Some(template) if template.starts_with('/') => template,
+            _ => self.url.path(),
+        };
         format!(
             "{} {}://{}{}",
             self.method,
             self.url.scheme(),
             self.url.host_str().unwrap_or(""),
-            self.path_label()
+            path
         )
     }
 }

@@ -2,13 +2,17 @@
 //! plugin.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kernelize_core::{Error, ErrorKind, Result};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use super::config::{MAX_PAGE_SIZE, ShopifySettings};
-use super::throttle::{CallLimitPacer, ThrottledAsRefusal, retry_verdict, throttle_wait};
+use super::throttle::{
+    CallLimitPacer, GraphqlCostPacer, ThrottledAsRefusal, retry_verdict, throttle_wait,
+    within_deadline,
+};
 use crate::http::{
     HeaderAuth, HttpClient, Layer, Method, Pagination, Paginator, Request, Response, excerpt,
 };
@@ -64,11 +68,14 @@ const PRODUCT_FIELDS: &str =
 #[derive(Debug, Clone)]
 pub struct ShopifyClient {
     http: HttpClient,
+    /// The whole-call timeout (`http.timeout.call`), which bounds the GraphQL pacing.
+    call_timeout: Duration,
 }
 
 impl ShopifyClient {
     /// Checks `settings` and builds the client stack: retry with [`retry_verdict`], the
-    /// token header, [`ThrottledAsRefusal`] and the [`CallLimitPacer`], inside the retry.
+    /// token header, [`ThrottledAsRefusal`], the [`CallLimitPacer`] and (with
+    /// `graphql_pacing`) the [`GraphqlCostPacer`], inside the retry.
     pub fn new(settings: &ShopifySettings) -> Result<Self> {
         let base = settings.api_base()?;
         if settings.access_token.expose_secret().trim().is_empty() {
@@ -77,19 +84,28 @@ impl ShopifyClient {
                 "`access_token` is empty",
             ));
         }
-        let auth: Vec<Arc<dyn Layer>> = vec![
+        let mut auth: Vec<Arc<dyn Layer>> = vec![
             Arc::new(ThrottledAsRefusal),
             Arc::new(CallLimitPacer::new(
                 settings.rest_bucket.leak_per_second,
                 settings.rest_bucket.reserve,
             )),
-            Arc::new(HeaderAuth::new(vec![(
-                "X-Shopify-Access-Token".into(),
-                settings.access_token.clone(),
-            )])?),
         ];
+        if settings.graphql_pacing {
+            auth.push(Arc::new(GraphqlCostPacer::new(
+                settings.graphql_bucket.default_cost,
+                settings.graphql_bucket.max_wait,
+            )));
+        }
+        auth.push(Arc::new(HeaderAuth::new(vec![(
+            "X-Shopify-Access-Token".into(),
+            settings.access_token.clone(),
+        )])?));
         let http = build_client(&base, &settings.http, Some(Arc::new(retry_verdict)), auth)?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            call_timeout: settings.http.timeout.call,
+        })
     }
 
     /// The underlying HTTP client (base URL `…/admin/api/{version}/`).
@@ -211,6 +227,8 @@ impl ShopifyClient {
     /// `mutation` decides retries: a query is [`Request::replayable`] (sending it twice is
     /// harmless), a mutation is not, so a timeout or a 5xx on it is not retried, since it
     /// may have been applied. A throttle is retried either way ([`ThrottledAsRefusal`]).
+    /// With `graphql_pacing`, the call first waits for the cost bucket to cover it
+    /// ([`GraphqlCostPacer`]), within the call's timeout.
     pub async fn graphql(&self, query: &str, variables: Value, mutation: bool) -> Result<Value> {
         let mut request = self
             .http
@@ -219,7 +237,9 @@ impl ShopifyClient {
         if !mutation {
             request = request.replayable();
         }
-        let response = self.http.send(request).await?;
+        let timeout = request.timeout.unwrap_or(self.call_timeout);
+        let deadline = Instant::now().checked_add(timeout);
+        let response = within_deadline(deadline, self.http.send(request)).await?;
         graphql_data(&response)
     }
 

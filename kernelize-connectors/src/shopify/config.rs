@@ -1,5 +1,7 @@
 //! The `shopify-connector`'s settings.
 
+use std::time::Duration;
+
 use kernelize_core::{Error, ErrorKind, Result};
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -50,6 +52,34 @@ impl Default for RestBucket {
     }
 }
 
+/// How GraphQL calls are paced by the cost bucket
+/// ([`GraphqlCostPacer`](super::GraphqlCostPacer)), when `graphql_pacing` is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlBucket {
+    /// The points assumed for a query text not answered yet; once answered, its
+    /// `requestedQueryCost` is used instead.
+    pub default_cost: f64,
+    /// The longest wait before one request; a request the bucket would not cover by then
+    /// goes anyway, and a THROTTLED answer is waited out by the retries.
+    #[serde(with = "kernelize_core::config::duration")]
+    #[schemars(with = "String")]
+    pub max_wait: Duration,
+}
+
+impl Default for GraphqlBucket {
+    fn default() -> Self {
+        Self {
+            default_cost: DEFAULT_GRAPHQL_COST,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The cost assumed for a GraphQL query text not answered yet (Shopify's single-query
+/// ceiling is 1,000 points; simple queries cost a few).
+pub const DEFAULT_GRAPHQL_COST: f64 = 50.0;
+
 /// Settings of the `shopify-connector` plugin.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +105,13 @@ pub struct ShopifySettings {
     /// Pacing of the REST leaky bucket.
     #[serde(default)]
     pub rest_bucket: RestBucket,
+    /// Pace GraphQL calls by the cost extension's points bucket before Shopify throttles
+    /// them (a THROTTLED answer is retried either way).
+    #[serde(default = "yes")]
+    pub graphql_pacing: bool,
+    /// How GraphQL calls are paced.
+    #[serde(default)]
+    pub graphql_bucket: GraphqlBucket,
     /// The most pages one list action fetches (200); a longer walk stops there and the
     /// records say nothing more (raise it, or narrow the filters).
     #[serde(default = "default_max_pages")]
@@ -86,6 +123,10 @@ pub struct ShopifySettings {
 
 fn default_api_version() -> String {
     DEFAULT_API_VERSION.to_string()
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_pages() -> usize {
@@ -102,6 +143,8 @@ impl ShopifySettings {
             base_url: None,
             api: Api::Rest,
             rest_bucket: RestBucket::default(),
+            graphql_pacing: true,
+            graphql_bucket: GraphqlBucket::default(),
             max_pages: DEFAULT_MAX_PAGES,
             http: HttpOptions::default(),
         }
@@ -121,6 +164,13 @@ impl ShopifySettings {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
                 "`rest_bucket.leak_per_second` must be a positive number",
+            ));
+        }
+        let cost = self.graphql_bucket.default_cost;
+        if !(cost.is_finite() && cost >= 0.0) {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                "`graphql_bucket.default_cost` must be a number of points, 0 or more",
             ));
         }
         let base = match (&self.base_url, &self.shop) {

@@ -19,11 +19,12 @@ pub use actions::{
 };
 pub use client::{Listed, Resource, ShopifyClient, Upserted};
 pub use config::{
-    Api, DEFAULT_API_VERSION, DEFAULT_MAX_PAGES, MAX_PAGE_SIZE, RestBucket, ShopifySettings,
+    Api, DEFAULT_API_VERSION, DEFAULT_GRAPHQL_COST, DEFAULT_MAX_PAGES, GraphqlBucket,
+    MAX_PAGE_SIZE, RestBucket, ShopifySettings,
 };
 pub use throttle::{
-    CALL_LIMIT_HEADER, CallLimitPacer, ThrottledAsRefusal, parse_call_limit, retry_verdict,
-    throttle_wait,
+    CALL_LIMIT_HEADER, CallLimitPacer, GraphqlCostPacer, ThrottledAsRefusal, parse_call_limit,
+    retry_verdict, throttle_wait,
 };
 
 use crate::saas::{
@@ -31,6 +32,20 @@ use crate::saas::{
     within,
 };
 use actions::{CUSTOMER_COLUMNS, ORDER_COLUMNS, PRODUCT_COLUMNS};
+
+/// Runs `work` within the call's deadline and cancellation; the deadline also bounds the
+/// GraphQL pacing's waits.
+async fn bounded<T>(
+    ctx: &ActionContext,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    within(
+        ctx,
+        "Shopify",
+        throttle::within_deadline(ctx.deadline, work),
+    )
+    .await
+}
 
 /// The plugin's id.
 pub const ID: &str = "shopify-connector";
@@ -74,12 +89,7 @@ impl ShopifyConnector {
     ) -> Result<Listed> {
         ctx.check_alive()?;
         let max_pages = max_pages(asked_pages, self.max_pages)?;
-        within(
-            ctx,
-            "Shopify",
-            self.client.list(resource, &filters, limit, max_pages),
-        )
-        .await
+        bounded(ctx, self.client.list(resource, &filters, limit, max_pages)).await
     }
 }
 
@@ -144,9 +154,8 @@ impl Handler<ListProducts> for ShopifyConnector {
                     ));
                 }
                 let max_pages = max_pages(config.max_pages, self.max_pages)?;
-                within(
+                bounded(
                     &ctx,
-                    "Shopify",
                     self.client.list_products_graphql(
                         config.query.as_deref(),
                         config.limit,
@@ -240,7 +249,7 @@ impl Handler<UpsertProduct> for ShopifyConnector {
                     }
                 }
             };
-            let done = within(&ctx, "Shopify", work)
+            let done = bounded(&ctx, work)
                 .await
                 .map_err(|e| e.with_context("product", i))?;
             out.push(UpsertedProduct {
@@ -310,9 +319,8 @@ impl Handler<SetInventory> for ShopifyConnector {
                 .get("disconnect_if_necessary")
                 .and_then(serde_json::Value::as_bool)
                 .or(config.disconnect_if_necessary);
-            let level = within(
+            let level = bounded(
                 &ctx,
-                "Shopify",
                 self.client
                     .set_inventory(location, item, available, disconnect),
             )

@@ -105,12 +105,17 @@ impl WordPressClient {
             total_pages_header: Some("x-wp-totalpages".into()),
             total_pages_path: None,
         })
-        .max_pages(max_pages);
+        .max_pages(max_pages)
+        .map_error({
+            let site = self.name.clone();
+            let describe = format!("{} {}", request.method, request.path_label());
+            move |response| Some(wp_failure(&site, &describe, response))
+        });
         let collected = self
             .http
             .paginate_all(request, paginator)
             .await
-            .map_err(|e| self.walk_error(e))?;
+            .map_err(|e| e.with_context("site", &self.name))?;
         Ok(Listed {
             items: collected.items,
             pages: collected.pages,
@@ -188,25 +193,6 @@ impl WordPressClient {
         } else {
             Err(wp_failure(&self.name, &describe, &response))
         }
-    }
-
-    /// A page walk's error (its message quotes WordPress's `{code, message}` body), with
-    /// the kind following the status as for other calls.
-    fn walk_error(&self, e: Error) -> Error {
-        let kind = match e.status() {
-            Some(400 | 409 | 410 | 422) => ErrorKind::InvalidInput,
-            _ => return e.with_context("site", &self.name),
-        };
-        let mut out = Error::new(
-            kind,
-            format!("WordPress site `{}`: {}", self.name, e.message()),
-        )
-        .set_permanent()
-        .with_context("site", &self.name);
-        if let Some(status) = e.status() {
-            out = out.with_status(status);
-        }
-        out
     }
 }
 
