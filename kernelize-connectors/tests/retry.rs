@@ -145,6 +145,27 @@ async fn a_replayable_post_is_retried_without_an_idempotency_key() {
 }
 
 #[tokio::test]
+async fn a_put_sent_once_is_not_resent_after_a_503_but_is_after_a_429() {
+    let server = ScriptedServer::start(vec![Step::status(503)]).await;
+    let client = client(&server, quick());
+    let append = |client: &HttpClient| {
+        client
+            .request(Method::PUT, "uploads/7")
+            .unwrap()
+            .bytes(&b"chunk"[..], "application/octet-stream")
+            .send_once()
+    };
+    let err = client.send_ok(append(&client)).await.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(server.arrivals().len(), 1);
+
+    let server = ScriptedServer::start(vec![Step::status(429)]).await;
+    let client = self::client(&server, quick());
+    assert!(client.send_ok(append(&client)).await.unwrap().is_success());
+    assert_eq!(server.arrivals().len(), 2);
+}
+
+#[tokio::test]
 async fn a_post_with_an_idempotency_key_is_retried_with_the_same_key_and_body() {
     let server = ScriptedServer::start(vec![Step::status(503)]).await;
     let client = client(&server, quick());

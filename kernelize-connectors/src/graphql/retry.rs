@@ -17,7 +17,8 @@ pub fn retry_verdict(response: &Response) -> Verdict {
 }
 
 /// Wraps a vendor's classification the same way as [`retry_verdict`] wraps the default
-/// one: whatever `inner` says, an answer carrying a GraphQL response is final (429 aside).
+/// one: whatever `inner` says, an answer carrying a GraphQL response is final (a refusal
+/// such as a 429 aside).
 pub fn classify_with<F>(inner: F) -> impl Fn(&Response) -> Verdict + Send + Sync + 'static
 where
     F: Fn(&Response) -> Verdict + Send + Sync + 'static,
@@ -27,7 +28,7 @@ where
 
 fn graphql_aware(response: &Response, verdict: Verdict) -> Verdict {
     // Only a retry needs the body read: most answers are settled without it.
-    if verdict == Verdict::Done || response.status.as_u16() == 429 {
+    if matches!(verdict, Verdict::Done | Verdict::Refused { .. }) {
         return verdict;
     }
     if decode_http(response).is_ok() {

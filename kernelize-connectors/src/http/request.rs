@@ -93,10 +93,12 @@ pub struct Request {
     /// Which answers the cache may store, beyond its own rules (a 200 with GraphQL
     /// `errors` should not be reused); `None` stores every cacheable answer.
     pub cache_if: Option<fn(&Response) -> bool>,
-    /// Safe to send again although the method is not idempotent, because the server
-    /// de-duplicates it by an id the request carries (Snowflake's `requestId`, BigQuery's
-    /// `requestId`, Databricks' `idempotency_token`); see [`Request::replayable`].
-    pub replayable: bool,
+    /// Whether sending it again has the effect of sending it once, when the method does
+    /// not tell: `Some(true)` for a POST the server de-duplicates by an id it carries
+    /// (Snowflake's `requestId`, BigQuery's `requestId`, Databricks' `idempotency_token`;
+    /// see [`Request::replayable`]), `Some(false)` for a PUT that appends
+    /// ([`Request::send_once`]); `None` goes by the method.
+    pub replayable: Option<bool>,
 }
 
 impl Request {
@@ -111,7 +113,7 @@ impl Request {
             timeout: None,
             cache_ttl: None,
             cache_if: None,
-            replayable: false,
+            replayable: None,
         }
     }
 
@@ -203,7 +205,14 @@ impl Request {
     /// `Idempotency-Key` header: for APIs that de-duplicate by an id of their own in the
     /// URL or the body.
     pub fn replayable(mut self) -> Self {
-        self.replayable = true;
+        self.replayable = Some(true);
+        self
+    }
+
+    /// Marks the request unsafe to send twice although its method is idempotent (a PUT
+    /// that appends a chunk): the retry layer sends it again only after a refusal (429).
+    pub fn send_once(mut self) -> Self {
+        self.replayable = Some(false);
         self
     }
 
@@ -234,21 +243,22 @@ impl Request {
         self
     }
 
-    /// Whether sending this request twice has the effect of sending it once: GET, HEAD,
-    /// PUT, DELETE, OPTIONS and TRACE by RFC 9110, any request with an idempotency key, and
-    /// any marked [`Request::replayable`].
+    /// Whether sending this request twice has the effect of sending it once: any request
+    /// with an idempotency key; else as marked ([`Request::replayable`],
+    /// [`Request::send_once`]); else GET, HEAD, PUT, DELETE, OPTIONS and TRACE by RFC 9110.
     pub fn is_idempotent(&self) -> bool {
-        self.replayable
-            || matches!(
-                self.method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::PUT
-                    | Method::DELETE
-                    | Method::OPTIONS
-                    | Method::TRACE
-            )
-            || self.headers.contains_key(IDEMPOTENCY_KEY)
+        if self.headers.contains_key(IDEMPOTENCY_KEY) {
+            return true;
+        }
+        self.replayable.unwrap_or(matches!(
+            self.method,
+            Method::GET
+                | Method::HEAD
+                | Method::PUT
+                | Method::DELETE
+                | Method::OPTIONS
+                | Method::TRACE
+        ))
     }
 
     /// The path for spans and metrics: the template when set, else the URL's path.

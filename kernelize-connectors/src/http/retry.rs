@@ -16,9 +16,16 @@ use super::request::{Request, Response};
 pub enum Verdict {
     /// Done: hand the response up (success or a failure that retrying will not fix).
     Done,
-    /// Worth another attempt, after `after` when the server said so.
+    /// Worth another attempt, after `after` when the server said so — if the request may be
+    /// sent again ([`Request::is_idempotent`]).
     Retry {
         /// The server's own wait (`Retry-After`), if any.
+        after: Option<Duration>,
+    },
+    /// The server refused the request without acting on it (a 429, a GraphQL throttle):
+    /// worth another attempt whatever the method, after `after` when the server said so.
+    Refused {
+        /// The server's own wait, if any.
         after: Option<Duration>,
     },
 }
@@ -27,11 +34,15 @@ pub enum Verdict {
 /// habits (a 200 with `"ok": false`, a 403 whose reason is `rateLimitExceeded`).
 pub type Classifier = Arc<dyn Fn(&Response) -> Verdict + Send + Sync>;
 
-/// The default classification: 429 and 503 retry after their `Retry-After` (or the
-/// backoff); 408, 500, 502 and 504 retry after the backoff; everything else is done.
+/// The default classification: a 429 is a refusal and a 503 worth retrying, both after
+/// their `Retry-After` (or the backoff); 408, 500, 502 and 504 retry after the backoff;
+/// everything else is done.
 pub fn default_verdict(response: &Response) -> Verdict {
     match response.status.as_u16() {
-        429 | 503 => Verdict::Retry {
+        429 => Verdict::Refused {
+            after: response.retry_after(),
+        },
+        503 => Verdict::Retry {
             after: response.retry_after(),
         },
         408 | 500 | 502 | 504 => Verdict::Retry { after: None },
@@ -104,9 +115,10 @@ impl RetryPolicy {
 ///
 /// Only idempotent requests are retried ([`Request::is_idempotent`]): a POST or PATCH
 /// without an idempotency key is sent once since the server may have acted on it before
-/// the failure — except after a **429**, the answer of a rate limiter that refused the
-/// request without acting on it, which is retried whatever the method. Errors are retried
-/// when they are temporary ([`Error::is_temporary`]); responses when the classifier says so.
+/// the failure — except after a [`Verdict::Refused`] (a 429 by default; a vendor's
+/// classifier may say so of other answers), which is retried whatever the method. Errors
+/// are retried when they are temporary ([`Error::is_temporary`]); responses when the
+/// classifier says so.
 #[derive(Clone)]
 pub struct RetryLayer {
     policy: RetryPolicy,
@@ -161,7 +173,8 @@ impl Layer for RetryLayer {
             let (wait, refused) = match &outcome {
                 Ok(response) => match (self.classifier)(response) {
                     Verdict::Done => return outcome,
-                    Verdict::Retry { after } => (after, response.status.as_u16() == 429),
+                    Verdict::Retry { after } => (after, false),
+                    Verdict::Refused { after } => (after, true),
                 },
                 Err(e) if e.is_temporary() => (e.retry_after(), false),
                 Err(_) => return outcome,

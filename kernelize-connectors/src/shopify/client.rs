@@ -10,11 +10,11 @@ use serde_json::{Map, Value, json};
 
 use super::config::{MAX_PAGE_SIZE, ShopifySettings};
 use super::throttle::{
-    CallLimitPacer, GraphqlCostPacer, ThrottledAsRefusal, retry_verdict, throttle_wait,
-    within_deadline,
+    CallLimitPacer, GraphqlCostPacer, retry_verdict, throttle_wait, within_deadline,
 };
 use crate::http::{
-    HeaderAuth, HttpClient, Layer, Method, Pagination, Paginator, Request, Response, excerpt,
+    HeaderAuth, HttpClient, Layer, Method, Pagination, Paginator, Request, Response, StatusCode,
+    excerpt,
 };
 use crate::saas::build_client;
 
@@ -74,7 +74,7 @@ pub struct ShopifyClient {
 
 impl ShopifyClient {
     /// Checks `settings` and builds the client stack: retry with [`retry_verdict`], the
-    /// token header, [`ThrottledAsRefusal`], the [`CallLimitPacer`] and (with
+    /// token header, the [`CallLimitPacer`] and (with
     /// `graphql_pacing`) the [`GraphqlCostPacer`], inside the retry.
     pub fn new(settings: &ShopifySettings) -> Result<Self> {
         let base = settings.api_base()?;
@@ -84,13 +84,10 @@ impl ShopifyClient {
                 "`access_token` is empty",
             ));
         }
-        let mut auth: Vec<Arc<dyn Layer>> = vec![
-            Arc::new(ThrottledAsRefusal),
-            Arc::new(CallLimitPacer::new(
-                settings.rest_bucket.leak_per_second,
-                settings.rest_bucket.reserve,
-            )),
-        ];
+        let mut auth: Vec<Arc<dyn Layer>> = vec![Arc::new(CallLimitPacer::new(
+            settings.rest_bucket.leak_per_second,
+            settings.rest_bucket.reserve,
+        ))];
         if settings.graphql_pacing {
             auth.push(Arc::new(GraphqlCostPacer::new(
                 settings.graphql_bucket.default_cost,
@@ -226,7 +223,8 @@ impl ShopifyClient {
     ///
     /// `mutation` decides retries: a query is [`Request::replayable`] (sending it twice is
     /// harmless), a mutation is not, so a timeout or a 5xx on it is not retried, since it
-    /// may have been applied. A throttle is retried either way ([`ThrottledAsRefusal`]).
+    /// may have been applied. A throttle is retried either way: [`retry_verdict`] takes it
+    /// for the refusal it is.
     /// With `graphql_pacing`, the call first waits for the cost bucket to cover it
     /// ([`GraphqlCostPacer`]), within the call's timeout.
     pub async fn graphql(&self, query: &str, variables: Value, mutation: bool) -> Result<Value> {
@@ -595,7 +593,8 @@ fn graphql_data(response: &Response) -> Result<Value> {
                 messages.join("; ")
             ),
         )
-        .with_status(status)
+        // A throttle is a 429 whatever status it came with (sources disagree).
+        .with_status(StatusCode::TOO_MANY_REQUESTS.as_u16())
         .with_retry_after(wait)
         .set_temporary());
     }

@@ -23,8 +23,8 @@ pub use config::{
     MAX_PAGE_SIZE, RestBucket, ShopifySettings,
 };
 pub use throttle::{
-    CALL_LIMIT_HEADER, CallLimitPacer, GraphqlCostPacer, ThrottledAsRefusal, parse_call_limit,
-    retry_verdict, throttle_wait,
+    CALL_LIMIT_HEADER, CallLimitPacer, GraphqlCostPacer, parse_call_limit, retry_verdict,
+    throttle_wait,
 };
 
 use crate::saas::{

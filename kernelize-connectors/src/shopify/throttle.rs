@@ -1,9 +1,9 @@
 //! Shopify's two throttles, as pieces of the client stack: [`CallLimitPacer`] (a layer that
 //! paces REST calls by the leaky bucket's `X-Shopify-Shop-Api-Call-Limit`),
 //! [`GraphqlCostPacer`] (a layer that paces GraphQL calls by the cost extension's points
-//! bucket, before a throttle happens), [`ThrottledAsRefusal`] (a layer that reports a
-//! THROTTLED GraphQL answer as the 429 it is) and [`retry_verdict`] (the retry
-//! classification that waits out a GraphQL throttle for as long as the cost extension says).
+//! bucket, before a throttle happens) and [`retry_verdict`] (the retry classification that
+//! takes a THROTTLED GraphQL answer, whatever its status, for the refusal it is and waits it
+//! out for as long as the cost extension says).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::http::{Body, Layer, Next, Request, Response, StatusCode, Verdict, default_verdict};
+use crate::http::{Body, Layer, Next, Request, Response, Verdict, default_verdict};
 
 /// The REST rate-limit header: `used/size` of the shop's leaky bucket.
 pub const CALL_LIMIT_HEADER: &str = "x-shopify-shop-api-call-limit";
@@ -501,32 +501,6 @@ impl Layer for GraphqlCostPacer {
     }
 }
 
-/// Reports a GraphQL answer whose `errors` say `THROTTLED` as a 429, whatever status it
-/// came with (sources disagree between 200 and 429).
-///
-/// Shopify checks a query's requested cost against the bucket before running it, so a
-/// throttled operation — a mutation too — was refused without effect; 429 tells the retry
-/// layer exactly that, and it retries the request whatever its method. Put it inside the
-/// retry layer.
-#[derive(Debug, Default)]
-pub struct ThrottledAsRefusal;
-
-#[async_trait]
-impl Layer for ThrottledAsRefusal {
-    fn name(&self) -> &'static str {
-        "shopify-graphql-throttle"
-    }
-
-    async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
-        let graphql = is_graphql(&request.url);
-        let mut response = next.run(request).await?;
-        if graphql && response.status == StatusCode::OK && throttle_wait(&response.body).is_some() {
-            response.status = StatusCode::TOO_MANY_REQUESTS;
-        }
-        Ok(response)
-    }
-}
-
 /// The retry classification of the Shopify client: a GraphQL answer that is THROTTLED
 /// (status 200 or 429) is retried after `(requestedQueryCost − currentlyAvailable) /
 /// restoreRate` seconds; everything else as [`default_verdict`] (429 and 503 after their
@@ -537,7 +511,9 @@ pub fn retry_verdict(response: &Response) -> Verdict {
         && is_graphql(&response.url)
         && let Some(wait) = throttle_wait(&response.body)
     {
-        return Verdict::Retry { after: Some(wait) };
+        // Shopify checks the cost before running anything: a throttled operation, a
+        // mutation too, was refused without effect.
+        return Verdict::Refused { after: Some(wait) };
     }
     default_verdict(response)
 }

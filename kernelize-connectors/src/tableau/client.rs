@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::config::TableauSettings;
-use crate::http::{HttpClient, Layer, Next, Request, Response, Verdict, default_verdict, excerpt};
+use crate::http::{HttpClient, Layer, Next, Request, Response, excerpt};
 use crate::saas::{Poll, PollSettings, build_client, id_segment, poll_until, send_checked};
 
 /// The header that carries the session token.
@@ -228,43 +228,6 @@ impl Layer for TableauSession {
         let mut replay = request;
         move_to_site(&mut replay, &session.info.site_id, &fresh.info.site_id);
         next.run(with_token(replay, &fresh)).await
-    }
-}
-
-/// Whether a request or answer is an append to a file upload (`PUT .../fileUploads/{id}`).
-fn is_append(url: &Url) -> bool {
-    url.path().contains("/fileUploads/")
-}
-
-/// The retry classification: the default, except that an append to a file upload is
-/// retried only after a 429 — Tableau appends whatever arrives, so a chunk sent twice
-/// would corrupt the file.
-fn classify(response: &Response) -> Verdict {
-    if is_append(&response.url) && response.status.as_u16() != 429 {
-        return Verdict::Done;
-    }
-    default_verdict(response)
-}
-
-/// Makes a failed append (a timeout, a dropped connection) final, so the retry layer does
-/// not send the chunk again: it may have been appended already.
-#[derive(Debug)]
-struct AppendGuard;
-
-#[async_trait]
-impl Layer for AppendGuard {
-    fn name(&self) -> &'static str {
-        "tableau-append-guard"
-    }
-
-    async fn handle(&self, request: Request, next: Next<'_>) -> Result<Response> {
-        let append = request.method == Method::PUT && is_append(&request.url);
-        match next.run(request).await {
-            Err(e) if append => Err(e
-                .set_permanent()
-                .with_context("retry", "not retried: the chunk may have been appended")),
-            other => other,
-        }
     }
 }
 
@@ -645,12 +608,7 @@ impl TableauClient {
         settings.check()?;
         let api = settings.api_url()?;
         let session = Arc::new(TableauSession::new(&api, settings)?);
-        let http = build_client(
-            api.as_str(),
-            &settings.http,
-            Some(Arc::new(classify)),
-            vec![session.clone(), Arc::new(AppendGuard)],
-        )?;
+        let http = build_client(api.as_str(), &settings.http, None, vec![session.clone()])?;
         let mut version = settings
             .api_version
             .split('.')
@@ -844,7 +802,10 @@ impl TableauClient {
             let request = self
                 .request(Method::PUT, &format!("sites/{site}/fileUploads/{session}"))?
                 .path_template("sites/{site}/fileUploads/{id}")
-                .bytes(body, &content_type);
+                .bytes(body, &content_type)
+                // Tableau appends whatever arrives, so a chunk sent twice would corrupt the
+                // file: the retry layer resends it only after a refusal (429).
+                .send_once();
             self.send_json(
                 request,
                 &format!("uploading chunk {} of {chunks} of `{file_name}`", n + 1),
